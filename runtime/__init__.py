@@ -1,0 +1,1 @@
+"""pyrie's lean Python runtime client: a drop-in for awslambdaric."""
