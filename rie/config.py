@@ -1,0 +1,329 @@
+"""One frozen configuration per function, built from CLI flags over environment over defaults.
+
+Everything is validated here, at start-up, so that the rest of the emulator can trust its config.
+The flags of the official emulator are accepted as they are (so `rie` is a drop-in), beside
+readable ones of our own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_FUNCTION_NAME = "test_function"
+DEFAULT_ACCOUNT = "012345678912"
+DEFAULT_TIMEOUT_S = 300.0  # the official emulator's default; Lambda's console default is 3 s
+DEFAULT_MEMORY_MB = 3008
+DEFAULT_MAX_CONCURRENCY = 10
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+INIT_TIMEOUT_S = 10.0
+MAX_TIMEOUT_S = 900.0
+USER_ENV_LIMIT = 4096
+BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
+
+
+class ConfigError(ValueError):
+    """A flag or variable that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    command: tuple[str, ...]
+    handler: str
+    function_name: str = DEFAULT_FUNCTION_NAME
+    function_version: str = "$LATEST"
+    region: str = "us-east-1"
+    account_id: str = DEFAULT_ACCOUNT
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_mb: int = DEFAULT_MEMORY_MB
+    task_root: str = "/var/task"
+    user_env: Mapping[str, str] = field(default_factory=dict)
+    invoke_address: Address = Address("127.0.0.1", 8080)
+    runtime_api_address: Address = Address("127.0.0.1", 9001)
+    runtime_api_port_explicit: bool = False
+    log_level: str = "info"
+    init_eagerly: bool = False
+    init_timeout_s: float = INIT_TIMEOUT_S
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    per_env_concurrency: int = 1
+    provisioned: int = 0
+    queue_timeout_s: float = 0.0
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    event_retries: int = 2
+    event_retry_delay_s: float = 1.0
+    event_max_age_s: float = 21600.0
+    event_failure_file: str | None = None
+    shutdown_timeout_s: float = 5.0
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def runtime_environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The variables every environment's runtime gets (per-environment ones are added later).
+
+        `base` is the emulator's own environment: like the official emulator we pass it through,
+        so PATH, HOME and the user's own variables reach the function.
+        """
+        env = {k: v for k, v in base.items() if k != "AWS_LAMBDA_RUNTIME_API"}
+        env.update(
+            {
+                "LAMBDA_TASK_ROOT": self.task_root,
+                "LAMBDA_RUNTIME_DIR": base.get("LAMBDA_RUNTIME_DIR", "/var/runtime"),
+                "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": self.function_version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": self.log_group_name,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_REGION": self.region,
+                "AWS_DEFAULT_REGION": base.get("AWS_DEFAULT_REGION", self.region),
+                "TZ": ":UTC",
+            }
+        )
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+            env.setdefault(key, "")
+        if self.handler:
+            env["_HANDLER"] = self.handler
+        if self.per_env_concurrency > 1:
+            env["AWS_LAMBDA_MAX_CONCURRENCY"] = str(self.per_env_concurrency)
+        env.update(self.user_env)
+        return env
+
+
+def parse_address(text: str, flag: str) -> Address:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{flag}: expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    if host == "localhost":
+        host = "127.0.0.1"
+    return Address(host, int(port))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_env_pairs(pairs: Sequence[str], origin: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")  # values may themselves contain '='
+        if not sep or not key or any(c.isspace() for c in key):
+            raise ConfigError(f"{origin}: expected KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """Docker's env-file format: KEY=VALUE lines, `#` comments, blank lines; no quote handling."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\r\n") for line in f]
+    except OSError as exc:
+        raise ConfigError(f"--env-file: cannot read {path}: {exc.strerror}") from None
+    pairs = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return parse_env_pairs(pairs, f"--env-file {path}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rie",
+        description="Run a Lambda function's bootstrap behind the Lambda Runtime API and Invoke API.",
+        usage="rie [OPTIONS] [--] [COMMAND [ARGS...]]",
+    )
+    official = p.add_argument_group("flags of the official emulator")
+    official.add_argument(
+        "--runtime-interface-emulator-address",
+        metavar="HOST:PORT",
+        help="where the Invoke API listens (default 127.0.0.1:8080; the official emulator binds 0.0.0.0)",
+    )
+    official.add_argument(
+        "--runtime-api-address",
+        metavar="HOST:PORT",
+        help="the first environment's Runtime API, always on loopback (default 127.0.0.1:9001)",
+    )
+    official.add_argument("--log-level", default=None, help="debug, info, warn or error (default info)")
+    fn = p.add_argument_group("the function")
+    fn.add_argument("--handler", help="handler string, e.g. app.handler (default: _HANDLER, or the last ARG)")
+    fn.add_argument("--timeout", type=float, help="seconds, up to 900 (default AWS_LAMBDA_FUNCTION_TIMEOUT or 300)")
+    fn.add_argument("--memory", type=int, help="MB, 128-10240 (default AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)")
+    fn.add_argument("--function-name", help="(default AWS_LAMBDA_FUNCTION_NAME or test_function)")
+    fn.add_argument("--env", action="append", default=[], metavar="K=V", help="a variable for the function (repeatable)")
+    fn.add_argument("--env-file", action="append", default=[], metavar="FILE", help="KEY=VALUE lines (repeatable)")
+    fn.add_argument("--task-root", help="the function's code directory (default LAMBDA_TASK_ROOT, /var/task, or .)")
+    fn.add_argument("--init", choices=("eager", "lazy"), help="init at start-up or at the first invoke (default lazy)")
+    sc = p.add_argument_group("scaling")
+    sc.add_argument("--max-concurrency", type=int, help=f"environments at most, like reserved concurrency (default {DEFAULT_MAX_CONCURRENCY})")
+    sc.add_argument("--per-environment-concurrency", type=int, help="invocations one environment takes at once (default 1)")
+    sc.add_argument("--provisioned", type=int, help="environments kept initialised ahead of time (default 0)")
+    sc.add_argument("--queue-timeout", type=float, help="seconds a synchronous invoke waits for a free environment before 429 (default 0)")
+    sc.add_argument("--idle-timeout", type=float, help=f"seconds before an idle environment retires (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 never)")
+    ev = p.add_argument_group("Event invocations")
+    ev.add_argument("--event-retries", type=int, help="retries after a function error (default 2)")
+    ev.add_argument("--event-retry-delay", type=float, help="seconds before the first retry; doubles each time (default 1)")
+    ev.add_argument("--event-max-age", type=float, help="seconds an event may wait in the queue (default 21600)")
+    ev.add_argument("--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records")
+    p.add_argument("--shutdown-timeout", type=float, help="seconds in-flight invocations get on SIGTERM (default 5)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
+    return p
+
+
+def _env_number(env: Mapping[str, str], key: str, kind: type[float] | type[int]) -> float | int | None:
+    text = env.get(key)
+    if text is None or text == "":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{key}: not a number: {text!r}") from None
+
+
+def _pick(flag: object, env_value: object, default: object) -> object:
+    if flag is not None:
+        return flag
+    if env_value is not None:
+        return env_value
+    return default
+
+
+def find_bootstrap(task_root: str) -> str | None:
+    for candidate in (os.path.join(task_root, "bootstrap"), *BOOTSTRAP_CANDIDATES):
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
+    a = build_parser().parse_args(list(argv))
+    warnings: list[str] = []
+    command = list(a.command)
+    if command and command[0] == "--":
+        command = command[1:]
+
+    task_root = a.task_root or env.get("LAMBDA_TASK_ROOT") or ("/var/task" if os.path.isdir("/var/task") else ".")
+    task_root = os.path.abspath(task_root)
+    if not os.path.isdir(task_root):
+        raise ConfigError(f"--task-root: {task_root} is not a directory")
+
+    handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
+    if not command:
+        found = find_bootstrap(task_root)
+        if found:
+            command = [found]
+        elif handler:
+            command = [sys.executable, "-m", "runtime"]
+        else:
+            raise ConfigError(
+                "no bootstrap: give a COMMAND, put an executable bootstrap in the task root, "
+                "/var/task, /opt or /var/runtime, or give --handler to run the Python runtime"
+            )
+    # the runtime runs in the task root, so a relative command must be resolved from here
+    exe = command[0]
+    if os.sep in exe:
+        exe = os.path.abspath(exe)
+    else:
+        exe = shutil.which(exe) or exe
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        raise ConfigError(f"bootstrap {command[0]!r} is not an executable file")
+    command[0] = exe
+
+    timeout = float(_pick(a.timeout, _env_number(env, "AWS_LAMBDA_FUNCTION_TIMEOUT", float), DEFAULT_TIMEOUT_S))  # type: ignore[arg-type]
+    if not 0 < timeout <= MAX_TIMEOUT_S:
+        raise ConfigError(f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout:g}")
+    memory = int(_pick(a.memory, _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int), DEFAULT_MEMORY_MB))  # type: ignore[call-overload]
+    if not 128 <= memory <= 10240:
+        raise ConfigError(f"memory must be 128-10240 MB, got {memory}")
+
+    name = a.function_name or env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+        raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
+
+    invoke_address = parse_address(a.runtime_interface_emulator_address or "127.0.0.1:8080", "--runtime-interface-emulator-address")
+    runtime_address = parse_address(a.runtime_api_address or "127.0.0.1:9001", "--runtime-api-address")
+    if not _is_loopback(runtime_address.host):
+        warnings.append(f"the Runtime API listens on loopback only: using 127.0.0.1 instead of {runtime_address.host}")
+        runtime_address = Address("127.0.0.1", runtime_address.port)
+
+    log_level = (a.log_level or env.get("LOG_LEVEL") or "info").lower()
+    if log_level == "warning":
+        log_level = "warn"
+    if log_level not in ("debug", "info", "warn", "error"):
+        raise ConfigError(f"--log-level: expected debug, info, warn or error, got {log_level!r}")
+
+    user_env: dict[str, str] = {}
+    for path in a.env_file:
+        user_env.update(read_env_file(path))
+    user_env.update(parse_env_pairs(a.env, "--env"))
+    if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
+        warnings.append("the function's own variables exceed Lambda's 4 KB limit")
+
+    max_conc = int(_pick(a.max_concurrency, None, DEFAULT_MAX_CONCURRENCY))  # type: ignore[call-overload]
+    per_env = int(_pick(a.per_environment_concurrency, None, 1))  # type: ignore[call-overload]
+    provisioned = int(_pick(a.provisioned, None, 0))  # type: ignore[call-overload]
+    if max_conc < 1:
+        raise ConfigError("--max-concurrency must be at least 1")
+    if per_env < 1:
+        raise ConfigError("--per-environment-concurrency must be at least 1")
+    if not 0 <= provisioned <= max_conc:
+        raise ConfigError("--provisioned must be between 0 and --max-concurrency")
+    numbers = {
+        "--queue-timeout": a.queue_timeout,
+        "--idle-timeout": a.idle_timeout,
+        "--event-retry-delay": a.event_retry_delay,
+        "--event-max-age": a.event_max_age,
+        "--shutdown-timeout": a.shutdown_timeout,
+    }
+    for flag, value in numbers.items():
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must not be negative")
+    if a.event_retries is not None and not 0 <= a.event_retries <= 2:
+        raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
+
+    return Config(
+        command=tuple(command),
+        handler=handler,
+        function_name=name,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        timeout_s=timeout,
+        memory_mb=memory,
+        task_root=task_root,
+        user_env=user_env,
+        invoke_address=invoke_address,
+        runtime_api_address=runtime_address,
+        runtime_api_port_explicit=a.runtime_api_address is not None,
+        log_level=log_level,
+        init_eagerly=a.init == "eager",
+        max_concurrency=max_conc,
+        per_env_concurrency=per_env,
+        provisioned=provisioned,
+        queue_timeout_s=a.queue_timeout if a.queue_timeout is not None else 0.0,
+        idle_timeout_s=a.idle_timeout if a.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
+        event_retries=a.event_retries if a.event_retries is not None else 2,
+        event_retry_delay_s=a.event_retry_delay if a.event_retry_delay is not None else 1.0,
+        event_max_age_s=a.event_max_age if a.event_max_age is not None else 21600.0,
+        event_failure_file=a.event_failure_file,
+        shutdown_timeout_s=a.shutdown_timeout if a.shutdown_timeout is not None else 5.0,
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,426 @@
+"""One execution environment: a runtime process group behind its own Runtime API endpoint.
+
+Invariants:
+- at most one runtime process at a time; a reset kills its whole process group before anything
+  else starts, and the next invocation assigned to a cold environment starts a fresh init;
+- an invocation assigned here is answered exactly once, whatever the runtime does: it responds,
+  posts an error, times out, exits, fails its init or the environment retires;
+- the runtime can only reach invocations of this environment: ids are looked up here alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from . import logs
+from .config import Config
+from .errors import InvalidRequestID, InvalidStateTransition
+from .invocation import Invocation, State
+from .metrics import Metrics
+from .supervisor import Process, describe_exit, spawn
+
+log = logging.getLogger("rie")
+
+_RECENT_IDS = 64  # finished ids remembered so a late answer gets 403, not 400
+_INIT_ERROR_GRACE_S = 1.0  # a runtime that posted init/error gets this long to exit by itself
+
+
+class EnvState(enum.Enum):
+    COLD = "cold"  # no process
+    INITIALIZING = "initializing"  # process started, no `next` yet
+    READY = "ready"  # initialised: serving or waiting for invocations
+    RESETTING = "resetting"  # its process group is being killed
+    RETIRED = "retired"
+
+
+class Endpoint(Protocol):
+    """The Runtime API endpoint an environment's runtime talks to (bound by the HTTP layer)."""
+
+    port: int
+
+    async def close(self) -> None: ...
+
+
+EndpointFactory = Callable[["Environment"], Awaitable[Endpoint]]
+
+
+class Environment:
+    def __init__(
+        self,
+        env_id: int,
+        config: Config,
+        base_env: Mapping[str, str],
+        sink: logs.Sink,
+        metrics: Metrics,
+        on_slot_free: Callable[[Environment], None],
+        provisioned: bool = False,
+    ) -> None:
+        self.id = env_id
+        self.config = config
+        self.provisioned = provisioned
+        self.capacity = config.per_env_concurrency
+        self.state = EnvState.COLD
+        self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.function_version}]{uuid.uuid4().hex}"
+        self.tmpdir = tempfile.mkdtemp(prefix=f"rie-{config.function_name}-env{env_id}-")
+        self.endpoint: Endpoint | None = None
+        self.process: Process | None = None
+        self.queued: collections.deque[Invocation] = collections.deque()
+        self.running: dict[str, Invocation] = {}
+        self.last_used = time.monotonic()
+        self.init_count = 0
+        self.peak_memory_bytes = 0
+        self._base_env = base_env
+        self._sink = sink
+        self._metrics = metrics
+        self._on_slot_free = on_slot_free
+        self._recent: collections.OrderedDict[str, Invocation] = collections.OrderedDict()
+        self._waiters: collections.deque[asyncio.Future[Invocation]] = collections.deque()
+        self._done_callbacks: dict[str, Callable[[Invocation], None]] = {}
+        self._tails: dict[str, logs.Tail] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._init_timer: asyncio.TimerHandle | None = None
+        self._init_error: tuple[str, bytes] | None = None
+        self._init_duration_ms: float | None = None  # measured, waiting for the first dispatch
+        self._suppressed_init = False  # the init is a retry inside the invoke's own time
+        self._warm: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- capacity, as the pool sees it -----------------------------------------------------
+
+    @property
+    def used_slots(self) -> int:
+        return len(self.queued) + len(self.running)
+
+    @property
+    def free_slots(self) -> int:
+        if self.state in (EnvState.RETIRED, EnvState.RESETTING):
+            return 0
+        return self.capacity - self.used_slots
+
+    @property
+    def idle(self) -> bool:
+        return self.used_slots == 0 and self.state in (EnvState.COLD, EnvState.READY)
+
+    # --- life of the environment -----------------------------------------------------------
+
+    async def open(self, factory: EndpointFactory) -> None:
+        """Bind this environment's Runtime API endpoint; start the runtime if work is waiting."""
+        self.endpoint = await factory(self)
+        if self.queued and self.state is EnvState.COLD:
+            self._start()
+
+    def assign(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> None:
+        """Take an invocation (the pool has checked there is a free slot)."""
+        self.last_used = time.monotonic()
+        self._done_callbacks[inv.request_id] = on_done
+        inv.on_final = self._finished
+        if inv.request.want_tail:
+            self._tails[inv.request_id] = logs.Tail()
+        self.queued.append(inv)
+        if self.state is EnvState.COLD and self.endpoint is not None:
+            self._start()
+        else:
+            self._hand_to_waiters()
+
+    async def warm(self) -> bool:
+        """Initialise ahead of any invocation (eager init, provisioned concurrency)."""
+        if self.state is EnvState.COLD:
+            self._start()
+        if self._warm is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._warm)
+        return self.state is EnvState.READY
+
+    async def retire(self, grace_s: float = 0.0) -> None:
+        """Stop the runtime (SIGTERM, then SIGKILL after `grace_s`), fail what is left, let go."""
+        self.state = EnvState.RETIRED
+        process, self.process = self.process, None
+        if process is not None:
+            code = await process.stop(grace_s)
+            self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
+        self._fail_all("Runtime.ExitError", "Runtime exited with error: the environment was shut down")
+        for task in list(self._tasks):
+            task.cancel()
+        if self.endpoint is not None:
+            await self.endpoint.close()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+    def _spawn_task(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _start(self) -> None:
+        self.state = EnvState.INITIALIZING
+        self._init_error = None
+        loop = asyncio.get_running_loop()
+        if self._warm is None or self._warm.done():
+            self._warm = loop.create_future()
+        self._spawn_task(self._start_process())
+
+    def runtime_environment(self) -> dict[str, str]:
+        assert self.endpoint is not None
+        env = self.config.runtime_environment(self._base_env)
+        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.endpoint.port}"
+        env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
+        env["TMPDIR"] = self.tmpdir
+        if self.provisioned:
+            env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
+        return env
+
+    async def _start_process(self) -> None:
+        try:
+            process = await spawn(self.config.command, self.runtime_environment(), self.config.task_root, self._output)
+        except OSError as exc:
+            log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
+            self.state = EnvState.COLD
+            self._fail_queued("Runtime.InvalidEntrypoint", f"fork/exec {self.config.command[0]}: {exc.strerror}")
+            self._settle_warm()
+            return
+        if self.state is not EnvState.INITIALIZING:  # retired while spawning
+            await process.stop(0)
+            return
+        self.process = process
+        self.init_count += 1
+        limit = self.config.timeout_s if self._suppressed_init else self.config.init_timeout_s
+        self._init_timer = asyncio.get_running_loop().call_later(limit, self._init_timed_out, process)
+        self._spawn_task(self._watch(process))
+
+    async def _watch(self, process: Process) -> None:
+        code = await process.exited
+        if self.process is process:
+            self._exited(process, code)
+
+    def _settle_warm(self) -> None:
+        if self._warm is not None and not self._warm.done():
+            self._warm.set_result(None)
+
+    # --- the runtime's side (called by the Runtime API handlers) ---------------------------
+
+    async def next_invocation(self) -> Invocation:
+        if self.state is EnvState.INITIALIZING and self._init_error is None:
+            self._init_finished()
+        if self._init_error is not None or self.state is not EnvState.READY:
+            # a runtime that reported a failed init, or one being reset, gets nothing more
+            await asyncio.get_running_loop().create_future()
+        if self.capacity == 1 and self.running:
+            # the official emulator's behaviour: a second `next` gets the active event again
+            return next(iter(self.running.values()))
+        if self.queued:
+            inv = self.queued.popleft()
+            self._dispatch(inv)
+            return inv
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _hand_to_waiters(self) -> None:
+        while self.queued and self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            inv = self.queued.popleft()
+            self._dispatch(inv)
+            waiter.set_result(inv)
+
+    def lookup(self, request_id: str, target: State) -> Invocation:
+        """The running invocation with this id; 403 if it is already over here, 400 if unknown."""
+        inv = self.running.get(request_id)
+        if inv is not None:
+            return inv
+        inv = self._recent.get(request_id)
+        if inv is not None:
+            raise InvalidStateTransition(inv.state.value, target.value)
+        raise InvalidRequestID()
+
+    def init_error(self, error_type: str, body: bytes) -> None:
+        if self.state is not EnvState.INITIALIZING or self._init_error is not None:
+            source = "InitError" if self._init_error is not None else "Ready"
+            raise InvalidStateTransition(source, "InitError")
+        self._init_error = (error_type, body)
+        process = self.process
+        if process is not None:
+            asyncio.get_running_loop().call_later(_INIT_ERROR_GRACE_S, self._kill_if_current, process)
+
+    # --- inner workings --------------------------------------------------------------------
+
+    def _init_finished(self) -> None:
+        assert self.process is not None
+        if self._init_timer is not None:
+            self._init_timer.cancel()
+            self._init_timer = None
+        self.state = EnvState.READY
+        init_ms = (time.perf_counter() - self.process.started_at) * 1000
+        self._metrics.init_done(init_ms, self.provisioned)
+        # provisioned environments are initialised outside any invocation: Lambda reports no
+        # Init Duration for them
+        self._init_duration_ms = None if self.provisioned and not self._suppressed_init else init_ms
+        self._suppressed_init = False
+        self._settle_warm()
+
+    def _dispatch(self, inv: Invocation) -> None:
+        inv.dispatch()
+        if self._init_duration_ms is not None:
+            inv.init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
+        self.running[inv.request_id] = inv
+        self._timers[inv.request_id] = asyncio.get_running_loop().call_later(inv.timeout_s, self._timed_out, inv)
+        line = logs.start_line(inv.request_id, self.config.function_version).encode()
+        self._sink.write(line)
+        tail = self._tails.get(inv.request_id)
+        if tail is not None:
+            tail.append(line)
+
+    def _output(self, data: bytes) -> None:
+        self._sink.write(data)
+        if self._tails:
+            owners = self.running or {inv.request_id: inv for inv in self.queued}
+            for request_id in owners:
+                tail = self._tails.get(request_id)
+                if tail is not None:
+                    tail.append(data)
+
+    def _finished(self, inv: Invocation) -> None:
+        """Every invocation of this environment ends here, exactly once."""
+        timer = self._timers.pop(inv.request_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.running.pop(inv.request_id, None)
+        with contextlib.suppress(ValueError):
+            self.queued.remove(inv)
+        self._recent[inv.request_id] = inv
+        if len(self._recent) > _RECENT_IDS:
+            self._recent.popitem(last=False)
+        process = self.process
+        if process is not None:
+            process.drain_output()
+            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+        if inv.dispatched_at is None:
+            # never reached the runtime (a failed init): Lambda still logs START for it
+            self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
+        text = logs.end_line(inv.request_id) + logs.report_line(
+            inv.request_id,
+            inv.duration_ms,
+            self.config.memory_mb,
+            -(-self.peak_memory_bytes // (1024 * 1024)),
+            inv.init_duration_ms,
+            inv.report_status,
+            inv.outcome.error_type if inv.outcome else None,
+        )
+        data = text.encode()
+        self._sink.write(data)
+        tail = self._tails.pop(inv.request_id, None)
+        if tail is not None:
+            tail.append(data)
+            inv.tail = tail.value()
+        self.last_used = time.monotonic()
+        self._metrics.invocation_done(inv)
+        callback = self._done_callbacks.pop(inv.request_id, None)
+        if callback is not None:
+            callback(inv)
+        if self.state is not EnvState.RETIRED:
+            self._on_slot_free(self)
+
+    def _timed_out(self, inv: Invocation) -> None:
+        if inv.state is not State.RUNNING:
+            return
+        line = logs.timeout_line(inv.request_id, inv.timeout_s).encode()
+        self._sink.write(line)
+        tail = self._tails.get(inv.request_id)
+        if tail is not None:
+            tail.append(line)
+        inv.time_out()
+        self._reset()
+
+    def _init_timed_out(self, process: Process) -> None:
+        if self.process is not process or self.state is not EnvState.INITIALIZING:
+            return
+        init_ms = (time.perf_counter() - process.started_at) * 1000
+        self._sink.write(logs.init_report_line(init_ms, "timeout").encode())
+        if self._suppressed_init:
+            # the retried init used up the invocation's own time
+            for inv in list(self.queued):
+                inv.time_out()
+            self._suppressed_init = False
+        elif self.queued:
+            # Lambda retries a timed-out init inside the invocation, with the function's timeout
+            self._suppressed_init = True
+        self._reset()
+
+    def _kill_if_current(self, process: Process) -> None:
+        if self.process is process:
+            process.signal_group(9)
+
+    def _reset(self) -> None:
+        """Kill the process group; start again at once if work (or provisioning) is waiting."""
+        process, self.process = self.process, None
+        if process is None or self.state is EnvState.RETIRED:
+            return
+        self.state = EnvState.RESETTING
+        self._spawn_task(self._finish_reset(process))
+
+    async def _finish_reset(self, process: Process) -> None:
+        code = await process.stop(0)
+        self._after_exit(process, code)
+
+    def _exited(self, process: Process, code: int) -> None:
+        """The runtime exited by itself."""
+        self.process = None
+        process.drain_output()
+        process.signal_group(9)  # whatever it left behind in its group goes with it
+        self._after_exit(process, code)
+
+    def _after_exit(self, process: Process, code: int) -> None:
+        if self.state is EnvState.RETIRED:
+            return
+        for waiter in self._waiters:
+            waiter.cancel()
+        self._waiters.clear()
+        if self._init_timer is not None:
+            self._init_timer.cancel()
+            self._init_timer = None
+        reason = f"Runtime exited with error: {describe_exit(code)}"
+        if self.state is EnvState.INITIALIZING:
+            init_ms = (time.perf_counter() - process.started_at) * 1000
+            if self._init_error is not None:
+                error_type, body = self._init_error
+                self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
+                for inv in list(self.queued):
+                    inv.init_duration_ms = init_ms
+                    inv.fail(error_type, body=body)
+            else:
+                self._sink.write(logs.init_report_line(init_ms, "error", "Runtime.ExitError").encode())
+                for inv in list(self.queued):
+                    inv.init_duration_ms = init_ms
+                    inv.fail("Runtime.ExitError", reason)
+            self._init_error = None
+        for inv in list(self.running.values()):
+            inv.fail("Runtime.ExitError", reason)
+        self.state = EnvState.COLD
+        self._settle_warm()
+        if self.queued or self.provisioned or self._suppressed_init:
+            self._start()
+
+    def _fail_queued(self, error_type: str, message: str) -> None:
+        for inv in list(self.queued):
+            inv.fail(error_type, message)
+
+    def _fail_all(self, error_type: str, message: str) -> None:
+        self._fail_queued(error_type, message)
+        for inv in list(self.running.values()):
+            inv.fail(error_type, message)

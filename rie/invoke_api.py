@@ -1,0 +1,213 @@
+"""The Lambda Invoke API, served to callers (curl, boto3, the AWS CLI), and `/metrics`.
+
+Each handler validates the whole request first (function name, qualifier, headers, payload size,
+client context), so that a bad request is refused with the AWS error botocore models and never
+reaches an environment; then it hands one invocation to the pool and renders its one outcome.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPException
+
+from .config import Config
+from .errors import (
+    ASYNC_PAYLOAD_LIMIT,
+    CLIENT_CONTEXT_LIMIT,
+    SYNC_PAYLOAD_LIMIT,
+    InvalidRequestContent,
+    InvokeApiError,
+    MethodNotAllowed,
+    RequestTooLarge,
+    ResourceNotFound,
+    RieError,
+    UnknownPath,
+)
+from .invocation import Invocation, Request
+from .metrics import Metrics
+from .pool import EventQueue, Pool
+
+log = logging.getLogger("rie")
+
+PATH_INVOKE = "/2015-03-31/functions/{name}/invocations"
+
+H_INVOCATION_TYPE = "X-Amz-Invocation-Type"
+H_LOG_TYPE = "X-Amz-Log-Type"
+H_LOG_RESULT = "X-Amz-Log-Result"
+H_CLIENT_CONTEXT = "X-Amz-Client-Context"
+H_TRACE = "X-Amzn-Trace-Id"
+H_TENANT = "X-Amz-Tenant-Id"
+H_COGNITO = "X-Amz-Cognito-Identity"
+H_REQUEST_ID = "X-Amzn-RequestId"
+H_EXECUTED_VERSION = "X-Amz-Executed-Version"
+H_FUNCTION_ERROR = "X-Amz-Function-Error"
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# what `curl -d` sends unless told otherwise; no Lambda event is form data, so it means JSON
+_CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: Config
+    pool: Pool
+    events: EventQueue
+    metrics: Metrics
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def new_trace_id() -> str:
+    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> None:
+    """Accept `function`, the function's name, its ARN or partial ARN, with `$LATEST` or nothing."""
+    name = unquote(raw_name)
+    parts = name.split(":")
+    if parts[0] == "arn" and len(parts) >= 7 and parts[5] == "function":
+        name, qualifier_in_name = parts[6], (parts[7] if len(parts) > 7 else None)
+    elif len(parts) >= 3 and parts[1] == "function":
+        name, qualifier_in_name = parts[2], (parts[3] if len(parts) > 3 else None)
+    elif len(parts) == 2:
+        name, qualifier_in_name = parts
+    else:
+        qualifier_in_name = None
+    wanted = qualifier or qualifier_in_name
+    if name not in ("function", config.function_name) or wanted not in (None, config.function_version):
+        arn = f"arn:aws:lambda:{config.region}:{config.account_id}:function:{name}"
+        raise ResourceNotFound(f"Function not found: {arn}" + (f":{wanted}" if wanted else ""))
+
+
+def decode_client_context(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > CLIENT_CONTEXT_LIMIT:
+        raise InvalidRequestContent(f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes")
+    try:
+        text = base64.b64decode(value, validate=True).decode("utf-8")
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not an object")
+    except (binascii.Error, ValueError):
+        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.") from None
+    return text
+
+
+async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
+    """The request body, refused with 413 before buffering more than `limit` bytes of it."""
+    too_large = RequestTooLarge(f"Request must be smaller than {limit} bytes for the {operation} operation")
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise too_large
+    body = bytearray()
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    config = services.config
+    headers = request.headers
+    resolve_function(config, request.match_info["name"], request.query.get("Qualifier"))
+
+    invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
+    if invocation_type not in INVOCATION_TYPES:
+        raise InvalidRequestContent(f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(INVOCATION_TYPES)}")
+    log_type = headers.get(H_LOG_TYPE, "None")
+    if log_type not in ("None", "Tail"):
+        raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
+    is_event = invocation_type == "Event"
+    payload = await read_payload(
+        request,
+        ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
+        "InvokeAsync" if is_event else "InvokeFunction",
+    )
+    client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
+    request_id = str(uuid.uuid4())
+    if invocation_type == "DryRun":
+        return web.Response(status=204, headers={H_REQUEST_ID: request_id})
+
+    content_type = headers.get("Content-Type")
+    if not content_type or content_type == _CURL_DEFAULT_TYPE:
+        content_type = "application/json"
+    trace_id = headers.get(H_TRACE) or new_trace_id()
+    inv = Invocation(
+        request_id,
+        Request(
+            payload=payload,
+            content_type=content_type,
+            trace_id=trace_id,
+            client_context=client_context,
+            cognito_identity=headers.get(H_COGNITO),
+            tenant_id=headers.get(H_TENANT),
+            invoked_function_arn=config.function_arn,
+            invocation_type=invocation_type,
+            want_tail=log_type == "Tail" and not is_event,
+        ),
+        config.timeout_s,
+    )
+    if is_event:
+        services.events.submit(inv)
+        return web.Response(status=202, headers={H_REQUEST_ID: request_id})
+
+    await services.pool.invoke(inv, config.queue_timeout_s)
+    outcome = inv.outcome
+    assert outcome is not None
+    out_headers = {
+        H_REQUEST_ID: request_id,
+        H_EXECUTED_VERSION: config.function_version,
+        H_TRACE: trace_id,
+        "Content-Type": "application/json",
+    }
+    if outcome.function_error:
+        out_headers[H_FUNCTION_ERROR] = "Unhandled"
+    if inv.request.want_tail:
+        out_headers[H_LOG_RESULT] = base64.b64encode(inv.tail).decode()
+    return web.Response(body=outcome.body, headers=out_headers)
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    text = request.app[SERVICES].metrics.render()
+    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"})
+
+
+async def ping(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="pong")
+
+
+@web.middleware
+async def errors_as_aws(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RieError as error:
+        return web.Response(status=error.status, body=error.body(), headers=error.headers())
+    except HTTPException as exc:
+        mapped: InvokeApiError = MethodNotAllowed() if exc.status == 405 else UnknownPath(f"No operation at {request.path}")
+        return web.Response(status=mapped.status, body=mapped.body(), headers=mapped.headers())
+
+
+def build_app(services: Services) -> web.Application:
+    # the limit is enforced by read_payload, before buffering; aiohttp's own is a backstop
+    app = web.Application(middlewares=[errors_as_aws], client_max_size=SYNC_PAYLOAD_LIMIT + 1)
+    app[SERVICES] = services
+    app.router.add_post(PATH_INVOKE, invoke)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/ping", ping)
+    return app

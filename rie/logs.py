@@ -1,0 +1,102 @@
+"""Log lines in Lambda's format, the emulator's stdout sink and each invocation's log tail.
+
+START, END and REPORT are written in Lambda's order with the invocation's own request id and
+measured figures; the runtime's own output is passed through unchanged as it arrives. Each
+invocation keeps the last 4 KB of its log for `X-Amz-Log-Type: Tail`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+TAIL_BYTES = 4096
+
+
+def utc_timestamp(epoch: float | None = None) -> str:
+    """`2026-11-22T07:14:43.123Z`, as Lambda stamps its own lines."""
+    t = time.time() if epoch is None else epoch
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+def billed_ms(duration_ms: float) -> int:
+    return max(1, math.ceil(duration_ms))
+
+
+def start_line(request_id: str, version: str) -> str:
+    return f"START RequestId: {request_id} Version: {version}\n"
+
+
+def end_line(request_id: str) -> str:
+    return f"END RequestId: {request_id}\n"
+
+
+def report_line(
+    request_id: str,
+    duration_ms: float,
+    memory_mb: int,
+    max_memory_used_mb: int,
+    init_duration_ms: float | None = None,
+    status: str | None = None,
+    error_type: str | None = None,
+) -> str:
+    fields = [
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {billed_ms(duration_ms)} ms",
+        f"Memory Size: {memory_mb} MB",
+        f"Max Memory Used: {max_memory_used_mb} MB",
+    ]
+    if init_duration_ms is not None:
+        fields.append(f"Init Duration: {init_duration_ms:.2f} ms")
+    if status is not None:
+        fields.append(f"Status: {status}")
+        if status == "error" and error_type:
+            fields.append(f"Error Type: {error_type}")
+    return f"REPORT RequestId: {request_id}\t" + "".join(f"{f}\t" for f in fields) + "\n"
+
+
+def init_report_line(duration_ms: float, status: str, error_type: str | None = None) -> str:
+    fields = [f"Init Duration: {duration_ms:.2f} ms", "Phase: init", f"Status: {status}"]
+    if error_type:
+        fields.append(f"Error Type: {error_type}")
+    return "INIT_REPORT " + "\t".join(fields) + "\n"
+
+
+def timeout_line(request_id: str, timeout_s: float) -> str:
+    return f"{utc_timestamp()} {request_id} Task timed out after {timeout_s:.2f} seconds\n"
+
+
+class Sink:
+    """Where the function's log goes: the emulator's stdout, written as it arrives."""
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # stdout closed: the log is lost, the emulator must go on
+            view = view[written:]
+
+
+class Tail:
+    """The last TAIL_BYTES of one invocation's log, cheap to append to."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def append(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > 2 * TAIL_BYTES:
+            del self._buf[:-TAIL_BYTES]
+
+    def value(self) -> bytes:
+        return bytes(self._buf[-TAIL_BYTES:])

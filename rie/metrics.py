@@ -1,0 +1,149 @@
+"""Counters for `/metrics` (Prometheus text format) and the summary printed at shutdown.
+
+Recording is a few additions per invocation; percentiles come from a bounded reservoir so memory
+stays flat however long the emulator runs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import random
+from collections import Counter
+from collections.abc import Callable
+
+from .invocation import Invocation, State
+from .logs import billed_ms
+
+# list price, x86, us-east-1
+PRICE_PER_GB_SECOND = 0.0000166667
+PRICE_PER_REQUEST = 0.20 / 1_000_000
+_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_RESERVOIR = 10_000
+
+_OUTCOME = {
+    State.RESPONDED: "success",
+    State.ERRORED: "function_error",
+    State.TIMED_OUT: "timeout",
+    State.FAILED: "platform_error",
+}
+
+
+class Histogram:
+    def __init__(self, bounds: tuple[float, ...] = _BUCKETS_S) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def render(self, name: str, help_text: str) -> list[str]:
+        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        running = 0
+        for bound, count in zip(self.bounds, self.counts, strict=False):
+            running += count
+            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {self.n}')
+        lines.append(f"{name}_sum {self.total:.6f}")
+        lines.append(f"{name}_count {self.n}")
+        return lines
+
+
+class Metrics:
+    def __init__(self, memory_mb: int) -> None:
+        self.memory_mb = memory_mb
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (invocation type, outcome)
+        self.throttles = 0
+        self.cold_starts = 0
+        self.provisioned_inits = 0
+        self.event_retries = 0
+        self.event_failures = 0
+        self.duration = Histogram()
+        self.init_duration = Histogram()
+        self.billed_ms_total = 0
+        self._sample: list[float] = []
+        self._seen = 0
+        self._random = random.Random(0)
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    # --- recording -------------------------------------------------------------------------
+
+    def init_done(self, init_ms: float, provisioned: bool) -> None:
+        if provisioned:
+            self.provisioned_inits += 1
+        else:
+            self.cold_starts += 1
+        self.init_duration.observe(init_ms / 1000)
+
+    def invocation_done(self, inv: Invocation) -> None:
+        self.outcomes[(inv.request.invocation_type, _OUTCOME.get(inv.state, "other"))] += 1
+        ms = inv.duration_ms
+        self.duration.observe(ms / 1000)
+        self.billed_ms_total += billed_ms(ms)
+        self._seen += 1
+        if len(self._sample) < _RESERVOIR:
+            self._sample.append(ms)
+        else:
+            slot = self._random.randrange(self._seen)
+            if slot < _RESERVOIR:
+                self._sample[slot] = ms
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def invocations(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def errors(self) -> int:
+        return sum(n for (_, outcome), n in self.outcomes.items() if outcome != "success")
+
+    def percentile(self, q: float) -> float:
+        if not self._sample:
+            return 0.0
+        ordered = sorted(self._sample)
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    @property
+    def gb_seconds(self) -> float:
+        return self.billed_ms_total / 1000 * self.memory_mb / 1024
+
+    @property
+    def cost_usd(self) -> float:
+        return self.gb_seconds * PRICE_PER_GB_SECOND + self.invocations * PRICE_PER_REQUEST
+
+    def render(self) -> str:
+        lines = [
+            "# HELP rie_invocations_total Invocations answered, by invocation type and outcome.",
+            "# TYPE rie_invocations_total counter",
+        ]
+        for (kind, outcome), n in sorted(self.outcomes.items()):
+            lines.append(f'rie_invocations_total{{type="{kind}",outcome="{outcome}"}} {n}')
+        counters = [
+            ("rie_errors_total", "Invocations that ended in an error of any kind.", self.errors),
+            ("rie_throttles_total", "Invocations refused with 429 at the concurrency limit.", self.throttles),
+            ("rie_cold_starts_total", "Inits done on demand.", self.cold_starts),
+            ("rie_provisioned_inits_total", "Inits done ahead of time for provisioned concurrency.", self.provisioned_inits),
+            ("rie_event_retries_total", "Event invocations retried after a function error.", self.event_retries),
+            ("rie_event_failures_total", "Event invocations given up on (on-failure records written).", self.event_failures),
+            ("rie_billed_milliseconds_total", "Billed duration, summed.", self.billed_ms_total),
+        ]
+        for name, help_text, value in counters:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+        for name, read in sorted(self.gauges.items()):
+            lines += [f"# TYPE {name} gauge", f"{name} {read():g}"]
+        lines += self.duration.render("rie_invocation_duration_seconds", "Duration as REPORT gives it.")
+        lines += self.init_duration.render("rie_init_duration_seconds", "Init Duration: process start to its first next.")
+        return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        return (
+            f"rie summary: {self.invocations} invocations, {self.errors} errors, "
+            f"{self.throttles} throttled, {self.cold_starts} cold starts, "
+            f"duration p50 {self.percentile(0.5):.2f} ms p99 {self.percentile(0.99):.2f} ms, "
+            f"{self.gb_seconds:.6f} GB-s billed, about ${self.cost_usd:.8f} at Lambda's list price"
+        )
