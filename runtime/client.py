@@ -1,0 +1,260 @@
+"""The Runtime API client: one persistent HTTP/1.1 keep-alive connection over a raw socket.
+
+Owns the wire and nothing else: request framing, response parsing (Content-Length, chunked,
+read-to-close) and transparent reconnection when the server has closed the connection.
+It imports `_socket` rather than `socket`, which would pull in `enum` and `selectors` and delay
+the first `next`; `http.client` is avoided for the same reason and because it is slow per call.
+"""
+
+from __future__ import annotations
+
+import _socket
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+API_PREFIX = "/2018-06-01/runtime"
+_NEXT_PATH = API_PREFIX + "/invocation/next"
+_USER_AGENT = "pyrie-runtime/0.1 (python/{}.{}.{})".format(*sys.version_info[:3])
+_PEEK_FLAGS = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
+_RECV_SIZE = 262144
+
+
+class ConnectionLost(ConnectionError):
+    """The server closed the connection before a complete response arrived."""
+
+    def __init__(self, got_bytes: bool) -> None:
+        super().__init__("Runtime API closed the connection")
+        self.got_bytes = got_bytes
+
+
+class Response:
+    """A Runtime API answer: status, lower-cased headers and body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"AWS_LAMBDA_RUNTIME_API must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+class RuntimeClient:
+    """Blocking client for the calls a runtime makes; safe to use from one thread only."""
+
+    def __init__(self, address: str) -> None:
+        self.host, self.port = _split_address(address)
+        host_header = address.encode("idna" if not address.isascii() else "ascii")
+        self._common = (
+            b"Host: " + host_header + b"\r\nUser-Agent: " + _USER_AGENT.encode() + b"\r\n"
+        )
+        self._next_request = (
+            b"GET " + _NEXT_PATH.encode() + b" HTTP/1.1\r\n" + self._common + b"\r\n"
+        )
+        self._sock: _socket.socket | None = None
+        self._buf = bytearray()
+        self._fresh = False
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _connect(self) -> _socket.socket:
+        self.close()
+        infos = _socket.getaddrinfo(self.host, self.port, 0, _socket.SOCK_STREAM)
+        err: OSError | None = None
+        for family, kind, proto, _name, addr in infos:
+            sock = _socket.socket(family, kind, proto)
+            try:
+                sock.connect(addr)
+            except OSError as e:
+                sock.close()
+                err = e
+                continue
+            if family in (_socket.AF_INET, _socket.AF_INET6):
+                # requests are written in one piece; Nagle would only add latency
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            self._sock = sock
+            self._fresh = True
+            return sock
+        raise err or OSError(f"cannot connect to {self.host}:{self.port}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self._buf.clear()
+
+    def _usable_socket(self) -> _socket.socket:
+        sock = self._sock
+        if sock is None:
+            return self._connect()
+        self._fresh = False
+        # A server may close an idle keep-alive connection at any time; noticing it before
+        # writing costs one non-blocking peek and avoids resending a request after a failure.
+        if not self._buf:
+            try:
+                if sock.recv(1, _PEEK_FLAGS) == b"":
+                    return self._connect()
+            except BlockingIOError:
+                pass
+            except OSError:
+                return self._connect()
+        return sock
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def request(
+        self, head: bytes, body: bytes = b"", after_send: Callable[[], None] | None = None
+    ) -> Response:
+        """Send one request (`head` is the complete request head) and read its response.
+
+        A connection that turns out to be closed is replaced and the request sent once more,
+        but only when the old one produced no response byte at all, so nothing is sent twice
+        to a server that had started answering."""
+        for attempt in (0, 1):
+            sock = self._usable_socket()
+            fresh = self._fresh
+            try:
+                if len(body) < 65536:
+                    sock.sendall(head + body)
+                else:
+                    sock.sendall(head)
+                    sock.sendall(body)
+            except OSError:
+                # the server may have answered early (413) before closing its side
+                try:
+                    return self._read_response(sock)
+                except (OSError, ConnectionLost):
+                    self.close()
+                    if fresh or attempt:
+                        raise
+                    continue
+            if after_send is not None:
+                after_send()
+                after_send = None
+            try:
+                return self._read_response(sock)
+            except ConnectionLost as e:
+                self.close()
+                if fresh or attempt or e.got_bytes:
+                    raise
+            except OSError:
+                self.close()
+                if fresh or attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _fill(self, sock: _socket.socket, got: bool) -> None:
+        chunk = sock.recv(_RECV_SIZE)
+        if not chunk:
+            raise ConnectionLost(got)
+        self._buf += chunk
+
+    def _read_response(self, sock: _socket.socket) -> Response:
+        buf = self._buf
+        while (end := buf.find(b"\r\n\r\n")) < 0:
+            self._fill(sock, bool(buf))
+        lines = buf[:end].decode("utf-8", "replace").split("\r\n")
+        del buf[: end + 4]
+        status = int(lines[0].split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+
+        length = headers.get("content-length")
+        if length is not None:
+            n = int(length)
+            while len(buf) < n:
+                self._fill(sock, True)
+            body = bytes(buf[:n])
+            del buf[:n]
+        elif headers.get("transfer-encoding", "").lower().endswith("chunked"):
+            body = self._read_chunked(sock)
+        elif status in (204, 304) or 100 <= status < 200:
+            body = b""
+        else:
+            # no framing: the body runs until the server closes the connection
+            while True:
+                chunk = sock.recv(_RECV_SIZE)
+                if not chunk:
+                    break
+                buf += chunk
+            body = bytes(buf)
+            buf.clear()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return Response(status, headers, body)
+
+    def _read_chunked(self, sock: _socket.socket) -> bytes:
+        buf = self._buf
+        parts: list[bytes] = []
+        while True:
+            while (eol := buf.find(b"\r\n")) < 0:
+                self._fill(sock, True)
+            size = int(bytes(buf[:eol]).split(b";", 1)[0].strip() or b"0", 16)
+            del buf[: eol + 2]
+            if size == 0:
+                # skip trailers up to the empty line that ends the message
+                while True:
+                    while (eol := buf.find(b"\r\n")) < 0:
+                        self._fill(sock, True)
+                    line = bytes(buf[:eol])
+                    del buf[: eol + 2]
+                    if not line:
+                        return b"".join(parts)
+            while len(buf) < size + 2:
+                self._fill(sock, True)
+            parts.append(bytes(buf[:size]))
+            del buf[: size + 2]
+
+    # -- the Runtime API ----------------------------------------------------------------------
+
+    def next(self, after_send: Callable[[], None] | None = None) -> Response:
+        """Block until the next invocation arrives (`GET /runtime/invocation/next`).
+
+        `after_send` runs once the request is written, while the answer is awaited."""
+        return self.request(self._next_request, b"", after_send)
+
+    def _post_head(self, path: str, length: int, extra: str) -> bytes:
+        return (
+            b"POST "
+            + path.encode("utf-8", "surrogateescape")
+            + b" HTTP/1.1\r\n"
+            + self._common
+            + extra.encode("latin-1", "replace")
+            + b"Content-Length: %d\r\n\r\n" % length
+        )
+
+    def post_response(
+        self, request_id: str, body: bytes, content_type: str, extra: str = ""
+    ) -> Response:
+        """`POST /runtime/invocation/{id}/response`; `extra` holds more header lines."""
+        path = f"{API_PREFIX}/invocation/{request_id}/response"
+        head = self._post_head(path, len(body), f"Content-Type: {content_type}\r\n{extra}")
+        return self.request(head, body)
+
+    def post_error(
+        self, request_id: str, body: bytes, error_type: str, xray_cause: str, extra: str = ""
+    ) -> Response:
+        """`POST /runtime/invocation/{id}/error` with the error type and X-Ray cause headers."""
+        path = f"{API_PREFIX}/invocation/{request_id}/error"
+        extra += f"Content-Type: application/json\r\nLambda-Runtime-Function-Error-Type: {error_type}\r\n"
+        if xray_cause:
+            extra += f"Lambda-Runtime-Function-XRay-Error-Cause: {xray_cause}\r\n"
+        return self.request(self._post_head(path, len(body), extra), body)
+
+    def post_init_error(self, body: bytes, error_type: str) -> Response:
+        """`POST /runtime/init/error`; the caller exits afterwards."""
+        path = f"{API_PREFIX}/init/error"
+        extra = f"Content-Type: application/json\r\nLambda-Runtime-Function-Error-Type: {error_type}\r\n"
+        return self.request(self._post_head(path, len(body), extra), body)

@@ -1,0 +1,291 @@
+"""The invocation loop: init, then `next` → handler → `response` or `error`, forever.
+
+Owns the process's life as a Lambda runtime: preparing stdout and `sys.path`, loading the
+handler and reporting init errors, filling in the environment and context for each invocation,
+running `async def` handlers on one event loop kept for the life of the process, and leaving
+cleanly on SIGTERM while waiting for work.
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]  # `signal` would import enum
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from runtime import log
+from runtime.client import Response, RuntimeClient
+from runtime.context import LambdaContext
+from runtime.errors import (
+    RESPONSE_TOO_LARGE,
+    FaultError,
+    from_exception,
+    header_error_type,
+    make_error,
+)
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from runtime.handler import Handler
+
+_CO_COROUTINE = 0x80  # code flag of `async def` functions (cheaper than importing inspect)
+_INIT_WARNING = (
+    "LAMBDA_WARNING: Unhandled exception during init: the function's code could not be "
+    "loaded; the error follows.\r"
+)
+_DEFAULT_RESPONSE_LIMIT = 6291556
+
+
+class _Terminate(BaseException):
+    """Raised by the SIGTERM handler to leave a blocking `next` (never seen by user code)."""
+
+
+def _is_coroutine_function(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        code = getattr(getattr(fn, "__call__", None), "__code__", None)  # noqa: B004
+    return bool(code is not None and code.co_flags & _CO_COROUTINE)
+
+
+async def _guard(awaitable: Any) -> tuple[Any, BaseException | None]:
+    # Catch here so the traceback starts in this frame rather than inside asyncio's machinery.
+    try:
+        return await awaitable, None
+    except Exception as e:
+        return None, e
+
+
+def _preload(want_asyncio: bool) -> None:
+    """Import what the first invocation will need while the runtime sits in `next`."""
+    from runtime import codec
+
+    codec.preload()
+    if want_asyncio:
+        import asyncio  # noqa: F401
+
+        try:  # noqa: SIM105 (no contextlib on the start-up path)
+            import uvloop  # noqa: F401
+        except ImportError:
+            pass
+
+
+def _limit_from(body: bytes) -> int:
+    # the Runtime API names its limit in the 413 message: "... payload size (6291556 bytes)."
+    text = body.decode("utf-8", "replace")
+    digits = ""
+    for ch in text[text.rfind("(") + 1 :]:
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits) if digits else _DEFAULT_RESPONSE_LIMIT
+
+
+class Runtime:
+    """One runtime process (or one worker of several): a client, a handler, a loop."""
+
+    def __init__(self, handler_spec: str, api_address: str) -> None:
+        self.handler_spec = handler_spec
+        self.client = RuntimeClient(api_address)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting = False
+        self._terminating = False
+        self._preloaded = False
+        self._async_handler = False
+
+    # -- init -----------------------------------------------------------------------------
+
+    def prepare_process(self) -> None:
+        stdout = sys.stdout
+        if stdout is not None and hasattr(stdout, "reconfigure"):
+            # print() output must reach the log as each line is written, not at exit
+            stdout.reconfigure(line_buffering=True)
+        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+        if task_root:
+            if task_root in sys.path:
+                sys.path.remove(task_root)
+            sys.path.insert(0, task_root)
+        log.create_sink()
+        log.install()
+
+    def load_handler(self) -> Handler | None:
+        """The handler, or None once an init error has been reported."""
+        from runtime.handler import resolve
+
+        try:
+            return resolve(self.handler_spec)
+        except FaultError as e:
+            error = make_error(e.message, e.error_type, e.stack_trace)
+        except Exception as e:
+            error, _ = from_exception(e)
+        self.report_init_error(error)
+        return None
+
+    def report_init_error(self, error: dict[str, Any]) -> None:
+        import logging
+
+        from runtime.codec import dumps
+
+        logging.warning(_INIT_WARNING)
+        log.log_error(error)
+        try:
+            # another worker may already have reported it (403): exiting is all that is left
+            self.client.post_init_error(dumps(error), header_error_type(error["errorType"]))
+        except OSError as e:
+            sys.stderr.write(f"pyrie runtime: could not report the init error: {e}\n")
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self._terminating = True
+        if self._waiting:
+            raise _Terminate
+
+    def install_sigterm(self) -> None:
+        # a handler the function installed at init is its own business: leave it alone
+        if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
+            _signal.signal(_signal.SIGTERM, self._on_sigterm)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Run until SIGTERM (exit status 0) or an init error (1)."""
+        self.prepare_process()
+        handler = self.load_handler()
+        if handler is None:
+            return 1
+        self._async_handler = _is_coroutine_function(handler)
+        self.install_sigterm()
+        client = self.client
+        try:
+            while not self._terminating:
+                self._waiting = True
+                event = client.next(self._after_first_send if not self._preloaded else None)
+                self._waiting = False
+                self.invoke(handler, event)
+                if sys.stdout is not None:
+                    sys.stdout.flush()
+        except _Terminate:
+            pass
+        finally:
+            self._waiting = False
+            client.close()
+        return 0
+
+    def _after_first_send(self) -> None:
+        # the first `next` is on the wire: use the wait to import what invocations need
+        self._preloaded = True
+        import _thread
+
+        _thread.start_new_thread(_preload, (self._async_handler,))
+
+    def invoke(self, handler: Handler, event: Response) -> None:
+        headers = event.headers
+        request_id = headers.get("lambda-runtime-aws-request-id", "")
+        tenant_id = headers.get("lambda-runtime-aws-tenant-id")
+        log.request_id = request_id
+        log.tenant_id = tenant_id
+        trace_id = headers.get("lambda-runtime-trace-id")
+        if trace_id is not None:
+            os.environ["_X_AMZN_TRACE_ID"] = trace_id
+        elif "_X_AMZN_TRACE_ID" in os.environ:
+            del os.environ["_X_AMZN_TRACE_ID"]
+        invocation_id = headers.get("lambda-runtime-invocation-id")
+        extra = f"Lambda-Runtime-Invocation-Id: {invocation_id}\r\n" if invocation_id else ""
+
+        from runtime.codec import decode_event, encode_result
+
+        try:
+            context = LambdaContext(
+                request_id,
+                int(headers.get("lambda-runtime-deadline-ms") or 0),
+                headers.get("lambda-runtime-invoked-function-arn"),
+                tenant_id,
+                headers.get("lambda-runtime-client-context"),
+                headers.get("lambda-runtime-cognito-identity"),
+            )
+            result = handler(decode_event(event.body, headers.get("content-type")), context)
+            if hasattr(type(result), "__await__"):
+                result = self.run_async(result)
+            body, content_type = encode_result(result)
+        except Exception as e:
+            self.report_error(request_id, *from_exception(e, request_id), extra)
+            return
+        answer = self.client.post_response(request_id, body, content_type, extra)
+        if answer.status == 413:
+            # too large for the Runtime API: that is the function's error, not the runtime's end
+            limit = _limit_from(answer.body)
+            error = make_error(
+                f"Response payload size ({len(body)} bytes) exceeded maximum allowed payload "
+                f"size ({limit} bytes).",
+                RESPONSE_TOO_LARGE,
+                None,
+                request_id,
+            )
+            self.report_error(request_id, error, "", extra)
+        elif answer.status >= 300:
+            self._rejected("response", answer)
+
+    def report_error(
+        self, request_id: str, error: dict[str, Any], cause: str, extra: str = ""
+    ) -> None:
+        from runtime.codec import dumps
+
+        log.log_error(error)
+        answer = self.client.post_error(
+            request_id, dumps(error), header_error_type(error["errorType"]), cause, extra
+        )
+        if answer.status >= 300:
+            self._rejected("error", answer)
+
+    def _rejected(self, what: str, answer: Response) -> None:
+        message = answer.body.decode("utf-8", "replace")
+        sys.stderr.write(
+            f"pyrie runtime: the Runtime API refused the {what}: {answer.status} {message}\n"
+        )
+        if answer.status >= 500:
+            # "container error": the platform will not take more from this process
+            raise SystemExit(1)
+
+    # -- async handlers -------------------------------------------------------------------
+
+    def run_async(self, awaitable: Any) -> Any:
+        loop = self._loop or self._make_loop()
+        result, error = loop.run_until_complete(_guard(awaitable))
+        if error is not None:
+            raise error
+        return result
+
+    def _make_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
+        # a loop the function set up at init (and bound its connections to) is the one to keep
+        policy = asyncio.get_event_loop_policy()
+        loop: asyncio.AbstractEventLoop | None = getattr(
+            getattr(policy, "_local", None), "_loop", None
+        )
+        if loop is None or loop.is_closed():
+            try:
+                import uvloop
+
+                loop = uvloop.new_event_loop()
+            except ImportError:
+                loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+        self._loop = loop
+        return loop
+
+
+def main(argv: list[str]) -> int:
+    """`python -m runtime [HANDLER]`: the handler from argv, else from `_HANDLER`."""
+    spec = argv[1] if len(argv) > 1 else os.environ.get("_HANDLER", "")
+    address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    if not address:
+        sys.stderr.write("pyrie runtime: AWS_LAMBDA_RUNTIME_API is not set\n")
+        return 2
+    workers = os.environ.get("AWS_LAMBDA_MAX_CONCURRENCY")
+    if workers:
+        from runtime.workers import run_workers
+
+        return run_workers(int(workers), spec, address)
+    return Runtime(spec, address).serve()

@@ -1,0 +1,1 @@
+"""Tests of the runtime client: real processes against a recording Runtime API server."""
