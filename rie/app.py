@@ -14,11 +14,10 @@ import signal
 import sys
 from collections.abc import Mapping
 
-from aiohttp import web
-
 from . import logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
+from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
 from .metrics import Metrics
 from .pool import EventQueue, Pool
@@ -33,7 +32,7 @@ class Server:
         self.metrics = Metrics(config.memory_mb)
         self.pool = Pool(config, dict(environ), self.sink, self.metrics, self._bind_endpoint)
         self.events = EventQueue(self.pool, config, self.metrics, self.sink)
-        self._runner: web.AppRunner | None = None
+        self._runner: Runner | None = None
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -50,13 +49,13 @@ class Server:
         await self.pool.start()  # provisioned environments are ready before the first caller
         self.events.start()
         app = build_app(Services(self.config, self.pool, self.events, self.metrics))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
         addr = self.config.invoke_address
-        site = web.TCPSite(self._runner, addr.host, addr.port, reuse_address=True)
-        await site.start()
-        self.invoke_port = int(self._runner.addresses[0][1])
-        print(f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}", file=sys.stderr, flush=True)
+        self._runner, self.invoke_port = await listen(app, addr.host, addr.port, fallback=False)
+        print(
+            f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def stop(self) -> None:
         grace = self.config.shutdown_timeout_s

@@ -164,33 +164,94 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the first environment's Runtime API, always on loopback (default 127.0.0.1:9001)",
     )
-    official.add_argument("--log-level", default=None, help="debug, info, warn or error (default info)")
+    official.add_argument(
+        "--log-level", default=None, help="debug, info, warn or error (default info)"
+    )
     fn = p.add_argument_group("the function")
-    fn.add_argument("--handler", help="handler string, e.g. app.handler (default: _HANDLER, or the last ARG)")
-    fn.add_argument("--timeout", type=float, help="seconds, up to 900 (default AWS_LAMBDA_FUNCTION_TIMEOUT or 300)")
-    fn.add_argument("--memory", type=int, help="MB, 128-10240 (default AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)")
+    fn.add_argument(
+        "--handler", help="handler string, e.g. app.handler (default: _HANDLER, or the last ARG)"
+    )
+    fn.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds, up to 900 (default AWS_LAMBDA_FUNCTION_TIMEOUT or 300)",
+    )
+    fn.add_argument(
+        "--memory", type=int, help="MB, 128-10240 (default AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)"
+    )
     fn.add_argument("--function-name", help="(default AWS_LAMBDA_FUNCTION_NAME or test_function)")
-    fn.add_argument("--env", action="append", default=[], metavar="K=V", help="a variable for the function (repeatable)")
-    fn.add_argument("--env-file", action="append", default=[], metavar="FILE", help="KEY=VALUE lines (repeatable)")
-    fn.add_argument("--task-root", help="the function's code directory (default LAMBDA_TASK_ROOT, /var/task, or .)")
-    fn.add_argument("--init", choices=("eager", "lazy"), help="init at start-up or at the first invoke (default lazy)")
+    fn.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a variable for the function (repeatable)",
+    )
+    fn.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="KEY=VALUE lines (repeatable)",
+    )
+    fn.add_argument(
+        "--task-root",
+        help="the function's code directory (default LAMBDA_TASK_ROOT, /var/task, or .)",
+    )
+    fn.add_argument(
+        "--init",
+        choices=("eager", "lazy"),
+        help="init at start-up or at the first invoke (default lazy)",
+    )
     sc = p.add_argument_group("scaling")
-    sc.add_argument("--max-concurrency", type=int, help=f"environments at most, like reserved concurrency (default {DEFAULT_MAX_CONCURRENCY})")
-    sc.add_argument("--per-environment-concurrency", type=int, help="invocations one environment takes at once (default 1)")
-    sc.add_argument("--provisioned", type=int, help="environments kept initialised ahead of time (default 0)")
-    sc.add_argument("--queue-timeout", type=float, help="seconds a synchronous invoke waits for a free environment before 429 (default 0)")
-    sc.add_argument("--idle-timeout", type=float, help=f"seconds before an idle environment retires (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 never)")
+    sc.add_argument(
+        "--max-concurrency",
+        type=int,
+        help=f"environments at most, like reserved concurrency (default {DEFAULT_MAX_CONCURRENCY})",
+    )
+    sc.add_argument(
+        "--per-environment-concurrency",
+        type=int,
+        help="invocations one environment takes at once (default 1)",
+    )
+    sc.add_argument(
+        "--provisioned", type=int, help="environments kept initialised ahead of time (default 0)"
+    )
+    sc.add_argument(
+        "--queue-timeout",
+        type=float,
+        help="seconds a synchronous invoke waits for a free environment before 429 (default 0)",
+    )
+    sc.add_argument(
+        "--idle-timeout",
+        type=float,
+        help=f"seconds before an idle environment retires (default {DEFAULT_IDLE_TIMEOUT_S:g}; 0 never)",
+    )
     ev = p.add_argument_group("Event invocations")
     ev.add_argument("--event-retries", type=int, help="retries after a function error (default 2)")
-    ev.add_argument("--event-retry-delay", type=float, help="seconds before the first retry; doubles each time (default 1)")
-    ev.add_argument("--event-max-age", type=float, help="seconds an event may wait in the queue (default 21600)")
-    ev.add_argument("--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records")
-    p.add_argument("--shutdown-timeout", type=float, help="seconds in-flight invocations get on SIGTERM (default 5)")
+    ev.add_argument(
+        "--event-retry-delay",
+        type=float,
+        help="seconds before the first retry; doubles each time (default 1)",
+    )
+    ev.add_argument(
+        "--event-max-age", type=float, help="seconds an event may wait in the queue (default 21600)"
+    )
+    ev.add_argument(
+        "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        help="seconds in-flight invocations get on SIGTERM (default 5)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
 
 
-def _env_number(env: Mapping[str, str], key: str, kind: type[float] | type[int]) -> float | int | None:
+def _env_number(
+    env: Mapping[str, str], key: str, kind: type[float] | type[int]
+) -> float | int | None:
     text = env.get(key)
     if text is None or text == "":
         return None
@@ -200,12 +261,12 @@ def _env_number(env: Mapping[str, str], key: str, kind: type[float] | type[int])
         raise ConfigError(f"{key}: not a number: {text!r}") from None
 
 
-def _pick(flag: object, env_value: object, default: object) -> object:
-    if flag is not None:
-        return flag
-    if env_value is not None:
-        return env_value
-    return default
+def _first(*values: float | None) -> float:
+    """The first value given: a flag, then a variable, then the default (last)."""
+    for value in values:
+        if value is not None:
+            return value
+    raise AssertionError("a default is always given")
 
 
 def find_bootstrap(task_root: str) -> str | None:
@@ -222,7 +283,11 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if command and command[0] == "--":
         command = command[1:]
 
-    task_root = a.task_root or env.get("LAMBDA_TASK_ROOT") or ("/var/task" if os.path.isdir("/var/task") else ".")
+    task_root = (
+        a.task_root
+        or env.get("LAMBDA_TASK_ROOT")
+        or ("/var/task" if os.path.isdir("/var/task") else ".")
+    )
     task_root = os.path.abspath(task_root)
     if not os.path.isdir(task_root):
         raise ConfigError(f"--task-root: {task_root} is not a directory")
@@ -241,18 +306,23 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
             )
     # the runtime runs in the task root, so a relative command must be resolved from here
     exe = command[0]
-    if os.sep in exe:
-        exe = os.path.abspath(exe)
-    else:
-        exe = shutil.which(exe) or exe
+    exe = os.path.abspath(exe) if os.sep in exe else shutil.which(exe) or exe
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         raise ConfigError(f"bootstrap {command[0]!r} is not an executable file")
     command[0] = exe
 
-    timeout = float(_pick(a.timeout, _env_number(env, "AWS_LAMBDA_FUNCTION_TIMEOUT", float), DEFAULT_TIMEOUT_S))  # type: ignore[arg-type]
+    timeout = _first(
+        a.timeout, _env_number(env, "AWS_LAMBDA_FUNCTION_TIMEOUT", float), DEFAULT_TIMEOUT_S
+    )
     if not 0 < timeout <= MAX_TIMEOUT_S:
-        raise ConfigError(f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout:g}")
-    memory = int(_pick(a.memory, _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int), DEFAULT_MEMORY_MB))  # type: ignore[call-overload]
+        raise ConfigError(
+            f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout:g}"
+        )
+    memory = int(
+        _first(
+            a.memory, _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int), DEFAULT_MEMORY_MB
+        )
+    )
     if not 128 <= memory <= 10240:
         raise ConfigError(f"memory must be 128-10240 MB, got {memory}")
 
@@ -260,10 +330,17 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
 
-    invoke_address = parse_address(a.runtime_interface_emulator_address or "127.0.0.1:8080", "--runtime-interface-emulator-address")
-    runtime_address = parse_address(a.runtime_api_address or "127.0.0.1:9001", "--runtime-api-address")
+    invoke_address = parse_address(
+        a.runtime_interface_emulator_address or "127.0.0.1:8080",
+        "--runtime-interface-emulator-address",
+    )
+    runtime_address = parse_address(
+        a.runtime_api_address or "127.0.0.1:9001", "--runtime-api-address"
+    )
     if not _is_loopback(runtime_address.host):
-        warnings.append(f"the Runtime API listens on loopback only: using 127.0.0.1 instead of {runtime_address.host}")
+        warnings.append(
+            f"the Runtime API listens on loopback only: using 127.0.0.1 instead of {runtime_address.host}"
+        )
         runtime_address = Address("127.0.0.1", runtime_address.port)
 
     log_level = (a.log_level or env.get("LOG_LEVEL") or "info").lower()
@@ -279,9 +356,9 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append("the function's own variables exceed Lambda's 4 KB limit")
 
-    max_conc = int(_pick(a.max_concurrency, None, DEFAULT_MAX_CONCURRENCY))  # type: ignore[call-overload]
-    per_env = int(_pick(a.per_environment_concurrency, None, 1))  # type: ignore[call-overload]
-    provisioned = int(_pick(a.provisioned, None, 0))  # type: ignore[call-overload]
+    max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
+    per_env = int(_first(a.per_environment_concurrency, 1))
+    provisioned = int(_first(a.provisioned, 0))
     if max_conc < 1:
         raise ConfigError("--max-concurrency must be at least 1")
     if per_env < 1:
@@ -318,12 +395,12 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         max_concurrency=max_conc,
         per_env_concurrency=per_env,
         provisioned=provisioned,
-        queue_timeout_s=a.queue_timeout if a.queue_timeout is not None else 0.0,
-        idle_timeout_s=a.idle_timeout if a.idle_timeout is not None else DEFAULT_IDLE_TIMEOUT_S,
-        event_retries=a.event_retries if a.event_retries is not None else 2,
-        event_retry_delay_s=a.event_retry_delay if a.event_retry_delay is not None else 1.0,
-        event_max_age_s=a.event_max_age if a.event_max_age is not None else 21600.0,
+        queue_timeout_s=_first(a.queue_timeout, 0.0),
+        idle_timeout_s=_first(a.idle_timeout, DEFAULT_IDLE_TIMEOUT_S),
+        event_retries=int(_first(a.event_retries, 2)),
+        event_retry_delay_s=_first(a.event_retry_delay, 1.0),
+        event_max_age_s=_first(a.event_max_age, 21600.0),
         event_failure_file=a.event_failure_file,
-        shutdown_timeout_s=a.shutdown_timeout if a.shutdown_timeout is not None else 5.0,
+        shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
         warnings=tuple(warnings),
     )

@@ -70,7 +70,10 @@ class Environment:
         self.provisioned = provisioned
         self.capacity = config.per_env_concurrency
         self.state = EnvState.COLD
-        self.log_stream = time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{config.function_version}]{uuid.uuid4().hex}"
+        self.log_stream = (
+            time.strftime("%Y/%m/%d/", time.gmtime())
+            + f"[{config.function_version}]{uuid.uuid4().hex}"
+        )
         self.tmpdir = tempfile.mkdtemp(prefix=f"rie-{config.function_name}-env{env_id}-")
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
@@ -148,7 +151,9 @@ class Environment:
         if process is not None:
             code = await process.stop(grace_s)
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
-        self._fail_all("Runtime.ExitError", "Runtime exited with error: the environment was shut down")
+        self._fail_all(
+            "Runtime.ExitError", "Runtime exited with error: the environment was shut down"
+        )
         for task in list(self._tasks):
             task.cancel()
         if self.endpoint is not None:
@@ -180,11 +185,15 @@ class Environment:
 
     async def _start_process(self) -> None:
         try:
-            process = await spawn(self.config.command, self.runtime_environment(), self.config.task_root, self._output)
+            process = await spawn(
+                self.config.command, self.runtime_environment(), self.config.task_root, self._output
+            )
         except OSError as exc:
             log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
             self.state = EnvState.COLD
-            self._fail_queued("Runtime.InvalidEntrypoint", f"fork/exec {self.config.command[0]}: {exc.strerror}")
+            self._fail_queued(
+                "Runtime.InvalidEntrypoint", f"fork/exec {self.config.command[0]}: {exc.strerror}"
+            )
             self._settle_warm()
             return
         if self.state is not EnvState.INITIALIZING:  # retired while spawning
@@ -193,7 +202,9 @@ class Environment:
         self.process = process
         self.init_count += 1
         limit = self.config.timeout_s if self._suppressed_init else self.config.init_timeout_s
-        self._init_timer = asyncio.get_running_loop().call_later(limit, self._init_timed_out, process)
+        self._init_timer = asyncio.get_running_loop().call_later(
+            limit, self._init_timed_out, process
+        )
         self._spawn_task(self._watch(process))
 
     async def _watch(self, process: Process) -> None:
@@ -256,7 +267,9 @@ class Environment:
         self._init_error = (error_type, body)
         process = self.process
         if process is not None:
-            asyncio.get_running_loop().call_later(_INIT_ERROR_GRACE_S, self._kill_if_current, process)
+            asyncio.get_running_loop().call_later(
+                _INIT_ERROR_GRACE_S, self._kill_if_current, process
+            )
 
     # --- inner workings --------------------------------------------------------------------
 
@@ -279,7 +292,9 @@ class Environment:
         if self._init_duration_ms is not None:
             inv.init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
         self.running[inv.request_id] = inv
-        self._timers[inv.request_id] = asyncio.get_running_loop().call_later(inv.timeout_s, self._timed_out, inv)
+        self._timers[inv.request_id] = asyncio.get_running_loop().call_later(
+            inv.timeout_s, self._timed_out, inv
+        )
         line = logs.start_line(inv.request_id, self.config.function_version).encode()
         self._sink.write(line)
         tail = self._tails.get(inv.request_id)
@@ -404,7 +419,9 @@ class Environment:
                     inv.init_duration_ms = init_ms
                     inv.fail(error_type, body=body)
             else:
-                self._sink.write(logs.init_report_line(init_ms, "error", "Runtime.ExitError").encode())
+                self._sink.write(
+                    logs.init_report_line(init_ms, "error", "Runtime.ExitError").encode()
+                )
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
                     inv.fail("Runtime.ExitError", reason)

@@ -122,9 +122,13 @@ class Invocation:
         self._finish(Move.ERROR, Outcome(body, function_error=True, error_type=error_type))
 
     def time_out(self) -> None:
-        message = f"RequestId: {self.request_id} Error: Task timed out after {self.timeout_s:.2f} seconds"
+        message = (
+            f"RequestId: {self.request_id} Error: Task timed out after {self.timeout_s:.2f} seconds"
+        )
         body = error_body("Sandbox.Timedout", message)
-        self._finish(Move.TIME_OUT, Outcome(body, function_error=True, error_type="Sandbox.Timedout"))
+        self._finish(
+            Move.TIME_OUT, Outcome(body, function_error=True, error_type="Sandbox.Timedout")
+        )
 
     def fail(self, error_type: str, message: str | None = None, body: bytes | None = None) -> None:
         """End the invocation from the platform side (runtime exit, init failure, shutdown)."""

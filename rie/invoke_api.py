@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_exceptions import HTTPException
 
 from .config import Config
@@ -33,6 +34,7 @@ from .errors import (
     RieError,
     UnknownPath,
 )
+from .httpserver import body_truncated
 from .invocation import Invocation, Request
 from .metrics import Metrics
 from .pool import EventQueue, Pool
@@ -85,7 +87,10 @@ def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> No
     else:
         qualifier_in_name = None
     wanted = qualifier or qualifier_in_name
-    if name not in ("function", config.function_name) or wanted not in (None, config.function_version):
+    if name not in ("function", config.function_name) or wanted not in (
+        None,
+        config.function_version,
+    ):
         arn = f"arn:aws:lambda:{config.region}:{config.account_id}:function:{name}"
         raise ResourceNotFound(f"Function not found: {arn}" + (f":{wanted}" if wanted else ""))
 
@@ -100,13 +105,17 @@ def decode_client_context(value: str | None) -> str | None:
         if not isinstance(json.loads(text), dict):
             raise ValueError("not an object")
     except (binascii.Error, ValueError):
-        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.") from None
+        raise InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from None
     return text
 
 
 async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
     """The request body, refused with 413 before buffering more than `limit` bytes of it."""
-    too_large = RequestTooLarge(f"Request must be smaller than {limit} bytes for the {operation} operation")
+    too_large = RequestTooLarge(
+        f"Request must be smaller than {limit} bytes for the {operation} operation"
+    )
     declared = request.content_length
     if declared is not None and declared > limit:
         raise too_large
@@ -118,6 +127,8 @@ async def read_payload(request: web.Request, limit: int, operation: str) -> byte
         body += chunk
         if len(body) > limit:
             raise too_large
+    if body_truncated(request) or (declared is not None and len(body) < declared):
+        raise InvalidRequestContent("HTTP request detected as truncated")
     return bytes(body)
 
 
@@ -129,7 +140,9 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
     invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
     if invocation_type not in INVOCATION_TYPES:
-        raise InvalidRequestContent(f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(INVOCATION_TYPES)}")
+        raise InvalidRequestContent(
+            f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(INVOCATION_TYPES)}"
+        )
     log_type = headers.get(H_LOG_TYPE, "None")
     if log_type not in ("None", "Tail"):
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
@@ -185,7 +198,9 @@ async def invoke(request: web.Request) -> web.StreamResponse:
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     text = request.app[SERVICES].metrics.render()
-    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"})
+    return web.Response(
+        text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
+    )
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
@@ -193,14 +208,21 @@ async def ping(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def errors_as_aws(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_as_aws(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RieError as error:
         return web.Response(status=error.status, body=error.body(), headers=error.headers())
     except HTTPException as exc:
-        mapped: InvokeApiError = MethodNotAllowed() if exc.status == 405 else UnknownPath(f"No operation at {request.path}")
+        mapped: InvokeApiError = (
+            MethodNotAllowed()
+            if exc.status == 405
+            else UnknownPath(f"No operation at {request.path}")
+        )
         return web.Response(status=mapped.status, body=mapped.body(), headers=mapped.headers())
+    except ConnectionResetError:
+        # the caller hung up before its request was complete: there is no one to answer
+        return web.Response(status=400)
 
 
 def build_app(services: Services) -> web.Application:

@@ -18,7 +18,24 @@ from .logs import billed_ms
 # list price, x86, us-east-1
 PRICE_PER_GB_SECOND = 0.0000166667
 PRICE_PER_REQUEST = 0.20 / 1_000_000
-_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+_BUCKETS_S = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 _RESERVOIR = 10_000
 
 _OUTCOME = {
@@ -125,19 +142,39 @@ class Metrics:
             lines.append(f'rie_invocations_total{{type="{kind}",outcome="{outcome}"}} {n}')
         counters = [
             ("rie_errors_total", "Invocations that ended in an error of any kind.", self.errors),
-            ("rie_throttles_total", "Invocations refused with 429 at the concurrency limit.", self.throttles),
+            (
+                "rie_throttles_total",
+                "Invocations refused with 429 at the concurrency limit.",
+                self.throttles,
+            ),
             ("rie_cold_starts_total", "Inits done on demand.", self.cold_starts),
-            ("rie_provisioned_inits_total", "Inits done ahead of time for provisioned concurrency.", self.provisioned_inits),
-            ("rie_event_retries_total", "Event invocations retried after a function error.", self.event_retries),
-            ("rie_event_failures_total", "Event invocations given up on (on-failure records written).", self.event_failures),
+            (
+                "rie_provisioned_inits_total",
+                "Inits done ahead of time for provisioned concurrency.",
+                self.provisioned_inits,
+            ),
+            (
+                "rie_event_retries_total",
+                "Event invocations retried after a function error.",
+                self.event_retries,
+            ),
+            (
+                "rie_event_failures_total",
+                "Event invocations given up on (on-failure records written).",
+                self.event_failures,
+            ),
             ("rie_billed_milliseconds_total", "Billed duration, summed.", self.billed_ms_total),
         ]
         for name, help_text, value in counters:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
         for name, read in sorted(self.gauges.items()):
             lines += [f"# TYPE {name} gauge", f"{name} {read():g}"]
-        lines += self.duration.render("rie_invocation_duration_seconds", "Duration as REPORT gives it.")
-        lines += self.init_duration.render("rie_init_duration_seconds", "Init Duration: process start to its first next.")
+        lines += self.duration.render(
+            "rie_invocation_duration_seconds", "Duration as REPORT gives it."
+        )
+        lines += self.init_duration.render(
+            "rie_init_duration_seconds", "Init Duration: process start to its first next."
+        )
         return "\n".join(lines) + "\n"
 
     def summary(self) -> str:

@@ -25,7 +25,7 @@ from . import logs
 from .config import Config
 from .environment import EndpointFactory, Environment, EnvState
 from .errors import ServiceUnavailable, TooManyRequests
-from .invocation import Invocation, State
+from .invocation import Invocation
 from .metrics import Metrics
 
 log = logging.getLogger("rie")
@@ -69,7 +69,11 @@ class Pool:
         if warm:
             ready = await asyncio.gather(*(env.warm() for env in warm))
             if not all(ready):
-                log.warning("%d of %d environments failed their init ahead of time", ready.count(False), len(ready))
+                log.warning(
+                    "%d of %d environments failed their init ahead of time",
+                    ready.count(False),
+                    len(ready),
+                )
         if self.config.idle_timeout_s > 0:
             self._spawn(self._reap_idle())
 
@@ -112,7 +116,9 @@ class Pool:
             placed: asyncio.Future[None] = loop.create_future()
             self._waiters.append((placed, inv, on_done))
             try:
-                await asyncio.wait_for(asyncio.shield(placed), None if math.isinf(wait_s) else wait_s)
+                await asyncio.wait_for(
+                    asyncio.shield(placed), None if math.isinf(wait_s) else wait_s
+                )
             except TimeoutError:
                 if not placed.done():
                     placed.cancel()
@@ -171,7 +177,11 @@ class Pool:
             await asyncio.sleep(period)
             now = time.monotonic()
             for env in list(self.envs):
-                if env.provisioned or not env.idle or now - env.last_used < self.config.idle_timeout_s:
+                if (
+                    env.provisioned
+                    or not env.idle
+                    or now - env.last_used < self.config.idle_timeout_s
+                ):
                     continue
                 self.envs.remove(env)
                 log.info("environment %d retired after %.0f s idle", env.id, now - env.last_used)
@@ -219,7 +229,9 @@ class EventQueue:
         metrics.gauges["rie_event_queue_depth"] = lambda: self._queue.qsize() + len(self._retrying)
 
     def start(self) -> None:
-        self._workers = [asyncio.ensure_future(self._work()) for _ in range(self._config.max_concurrency)]
+        self._workers = [
+            asyncio.ensure_future(self._work()) for _ in range(self._config.max_concurrency)
+        ]
 
     def submit(self, inv: Invocation) -> None:
         self._queue.put_nowait(QueuedEvent(inv, time.time()))
@@ -254,7 +266,12 @@ class EventQueue:
         outcome = inv.outcome
         if outcome is None or not outcome.function_error:
             return
-        log.info("event %s: attempt %d failed: %s", inv.request_id, item.attempts, outcome.body[:1024].decode("utf-8", "replace"))
+        log.info(
+            "event %s: attempt %d failed: %s",
+            inv.request_id,
+            item.attempts,
+            outcome.body[:1024].decode("utf-8", "replace"),
+        )
         if item.attempts <= self._config.event_retries and not self._pool.closing:
             self._metrics.event_retries += 1
             delay = self._config.event_retry_delay_s * 2 ** (item.attempts - 1)
@@ -276,7 +293,12 @@ class EventQueue:
             try:
                 with open(path, "a", encoding="utf-8") as f:
                     f.write(line)
-                log.warning("event %s: %s, on-failure record written to %s", item.inv.request_id, condition, path)
+                log.warning(
+                    "event %s: %s, on-failure record written to %s",
+                    item.inv.request_id,
+                    condition,
+                    path,
+                )
                 return
             except OSError as exc:
                 log.error("event %s: cannot write %s: %s", item.inv.request_id, path, exc)
@@ -333,4 +355,3 @@ def failure_record(item: QueuedEvent, condition: str, config: Config) -> dict[st
         }
         record["responsePayload"] = _json_or_text(last.outcome.body)
     return record
-

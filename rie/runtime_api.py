@@ -8,12 +8,12 @@ answer its own environment's invocations.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
 import re
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_exceptions import HTTPException
 
 from .environment import Environment
@@ -25,6 +25,7 @@ from .errors import (
     RieError,
     TruncatedHTTPRequest,
 )
+from .httpserver import Runner, listen
 from .invocation import State
 
 log = logging.getLogger("rie")
@@ -102,7 +103,12 @@ async def read_body(request: web.Request, limit: int = RESPONSE_SIZE_LIMIT) -> b
     except (asyncio.IncompleteReadError, ConnectionError) as exc:
         raise TruncatedHTTPRequest() from exc
     except Exception as exc:  # aiohttp's payload errors: the peer stopped mid-body
-        if type(exc).__name__ in ("ContentLengthError", "PayloadEncodingError", "ClientPayloadError", "TransferEncodingError"):
+        if type(exc).__name__ in (
+            "ContentLengthError",
+            "PayloadEncodingError",
+            "ClientPayloadError",
+            "TransferEncodingError",
+        ):
             raise TruncatedHTTPRequest() from exc
         raise
     if declared is not None and len(chunks) < declared:
@@ -141,7 +147,12 @@ async def post_response(request: web.Request) -> web.StreamResponse:
     except RequestEntityTooLarge:
         if inv.state is State.RUNNING:
             message = f"Response payload size exceeded maximum allowed payload size ({RESPONSE_SIZE_LIMIT} bytes)."
-            inv.fail("Function.ResponseSizeTooLarge", body=json.dumps({"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}).encode())
+            inv.fail(
+                "Function.ResponseSizeTooLarge",
+                body=json.dumps(
+                    {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
+                ).encode(),
+            )
         raise
     inv.respond(body)
     return _accepted()
@@ -160,7 +171,9 @@ async def post_init_error(request: web.Request) -> web.StreamResponse:
     env = request.app[ENVIRONMENT]
     error_type = sanitize_error_type(request.headers.get(H_ERROR_TYPE))
     body = await read_body(request)
-    env.init_error(error_type, shape_error_body(body, request.headers.get("Content-Type"), error_type))
+    env.init_error(
+        error_type, shape_error_body(body, request.headers.get("Content-Type"), error_type)
+    )
     return _accepted()
 
 
@@ -169,7 +182,7 @@ async def ping(request: web.Request) -> web.StreamResponse:
 
 
 @web.middleware
-async def errors_as_json(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RieError as error:
@@ -189,7 +202,7 @@ async def errors_as_json(request: web.Request, handler: web.Handler) -> web.Stre
 class RuntimeEndpoint:
     """One environment's Runtime API server."""
 
-    def __init__(self, runner: web.AppRunner, port: int) -> None:
+    def __init__(self, runner: Runner, port: int) -> None:
         self._runner = runner
         self.port = port
 
@@ -206,16 +219,5 @@ async def bind(env: Environment, host: str, port: int) -> RuntimeEndpoint:
     app.router.add_post(PATH_INIT_ERROR, post_init_error)
     app.router.add_get("/ping", ping)
     # handler_cancellation: a `next` whose runtime hung up must stop waiting for an invocation
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-    except OSError as exc:
-        if port == 0 or exc.errno != errno.EADDRINUSE:
-            await runner.cleanup()
-            raise
-        log.warning("Runtime API: %s:%d is in use, using a free port instead", host, port)
-        site = web.TCPSite(runner, host, 0)
-        await site.start()
-    return RuntimeEndpoint(runner, int(runner.addresses[-1][1]))
+    runner, bound = await listen(app, host, port, fallback=True, handler_cancellation=True)
+    return RuntimeEndpoint(runner, bound)

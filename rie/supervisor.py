@@ -32,7 +32,9 @@ def describe_exit(returncode: int) -> str:
 class Process:
     """A started runtime: its process group, its output pipe and its exit."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, read_fd: int, on_output: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, proc: asyncio.subprocess.Process, read_fd: int, on_output: Callable[[bytes], None]
+    ) -> None:
         self._proc = proc
         self.pid = proc.pid
         self.started_at = time.perf_counter()
