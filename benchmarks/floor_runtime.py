@@ -87,7 +87,9 @@ def main() -> None:
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     hostb = host.encode()
-    next_request = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: " + hostb + b"\r\n\r\n"
+    next_request = (
+        b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: " + hostb + b"\r\n\r\n"
+    )
     loads, dumps = json.loads, json.dumps
     buf = b""
     while True:

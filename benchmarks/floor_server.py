@@ -46,7 +46,8 @@ NOT_FOUND = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _BAD_ID_BODY = b'{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}'
 BAD_REQUEST_ID = (
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(_BAD_ID_BODY)
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    % len(_BAD_ID_BODY)
     + _BAD_ID_BODY
 )
 
@@ -61,7 +62,13 @@ def run_loop(main: Callable[[], object]) -> object:
 class Invocation:
     __slots__ = ("body", "content_type", "future", "request_id")
 
-    def __init__(self, request_id: bytes, body: bytes, content_type: bytes, future: asyncio.Future[tuple[bool, bytes]] | None) -> None:
+    def __init__(
+        self,
+        request_id: bytes,
+        body: bytes,
+        content_type: bytes,
+        future: asyncio.Future[tuple[bool, bytes]] | None,
+    ) -> None:
         self.request_id = request_id
         self.body = body
         self.content_type = content_type
@@ -84,13 +91,16 @@ class Core:
         self.feed_times: list[int] = []
         self.feed_done: asyncio.Future[list[int]] | None = None
         self.first_next: asyncio.Future[int] | None = None
+        self.last_result_ns = 0
 
     def _new_id(self) -> bytes:
         self.counter += 1
         return b"%08d-0000-4000-8000-000000000000" % self.counter
 
     # --- Invoke API side -------------------------------------------------------------------
-    def submit(self, body: bytes, content_type: bytes = b"application/json") -> asyncio.Future[tuple[bool, bytes]]:
+    def submit(
+        self, body: bytes, content_type: bytes = b"application/json"
+    ) -> asyncio.Future[tuple[bool, bytes]]:
         future: asyncio.Future[tuple[bool, bytes]] = asyncio.get_running_loop().create_future()
         inv = Invocation(self._new_id(), body, content_type, future)
         while self.parked:
@@ -99,7 +109,11 @@ class Core:
                 self._hand_out(runtime, inv)
                 return future
         self.pending.append(inv)
-        if self.spawn is not None and len(self.pending) > self.starting and self.environments < self.max_environments:
+        if (
+            self.spawn is not None
+            and len(self.pending) > self.starting
+            and self.environments < self.max_environments
+        ):
             self.environments += 1
             self.starting += 1
             self.spawn()
@@ -129,7 +143,9 @@ class Core:
             self.feed_times.append(now)
             if self.feed_left > 0:
                 self.feed_left -= 1
-                self._hand_out(runtime, Invocation(self._new_id(), self.feed_body, b"application/json", None))
+                self._hand_out(
+                    runtime, Invocation(self._new_id(), self.feed_body, b"application/json", None)
+                )
                 return
             done, self.feed_done = self.feed_done, None
             self.parked.append(runtime)
@@ -161,6 +177,7 @@ class Core:
         runtime.transport.write(inv.body)
 
     def on_result(self, request_id: bytes, body: bytes, is_error: bool) -> bool:
+        self.last_result_ns = time.perf_counter_ns()
         inv = self.active.pop(request_id, None)
         if inv is None:
             return False
@@ -216,14 +233,18 @@ class HttpProtocol(asyncio.Protocol):
             if length is not None:
                 n = int(length)
                 if len(buf) - start < n:
-                    if headers.get(b"expect", b"").lower() == b"100-continue" and not getattr(self, "_continued", False):
+                    if headers.get(b"expect", b"").lower() == b"100-continue" and not getattr(
+                        self, "_continued", False
+                    ):
                         self._continued = True
                         self.transport.write(CONTINUE)
                     return
                 body = bytes(buf[start : start + n])
                 del buf[: start + n]
             elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-                if headers.get(b"expect", b"").lower() == b"100-continue" and not getattr(self, "_continued", False):
+                if headers.get(b"expect", b"").lower() == b"100-continue" and not getattr(
+                    self, "_continued", False
+                ):
                     self._continued = True
                     self.transport.write(CONTINUE)
                 parsed = _dechunk(buf, start)
@@ -237,7 +258,9 @@ class HttpProtocol(asyncio.Protocol):
             self._continued = False
             self.on_request(method, path, headers, body)
 
-    def on_request(self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+    def on_request(
+        self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
         raise NotImplementedError
 
 
@@ -269,7 +292,9 @@ class RuntimeApiProtocol(HttpProtocol):
         self.core = core
         self.seen_next = False
 
-    def on_request(self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+    def on_request(
+        self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
         if path == NEXT_PATH:
             self.core.on_next(self)
         elif path.startswith(INVOCATION_PREFIX):
@@ -290,7 +315,9 @@ class InvokeApiProtocol(HttpProtocol):
         super().__init__()
         self.core = core
 
-    def on_request(self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+    def on_request(
+        self, method: bytes, path: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
         if not path.startswith(INVOKE_PREFIX):
             self.transport.write(NOT_FOUND)
             return
@@ -325,7 +352,9 @@ def _split(address: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.floor_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.floor_server", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--runtime-interface-emulator-address", default="127.0.0.1:8080")
     parser.add_argument("--runtime-api-address", default="127.0.0.1:0")
     parser.add_argument("--task-root", default=os.getcwd())
@@ -353,13 +382,18 @@ def main(argv: list[str] | None = None) -> None:
         )
 
         def spawn() -> None:
-            children.append(subprocess.Popen(args.command, cwd=args.task_root, env=env, start_new_session=True))
+            children.append(
+                subprocess.Popen(args.command, cwd=args.task_root, env=env, start_new_session=True)
+            )
 
         core.spawn = spawn
         ihost, iport = _split(args.runtime_interface_emulator_address)
         iapi = await loop.create_server(lambda: InvokeApiProtocol(core), ihost, iport)
         ihost, iport = iapi.sockets[0].getsockname()[:2]
-        print(f"floor emulator ({LOOP_NAME}): Invoke API listening on http://{ihost}:{iport}", flush=True)
+        print(
+            f"floor emulator ({LOOP_NAME}): Invoke API listening on http://{ihost}:{iport}",
+            flush=True,
+        )
         stop = loop.create_future()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))

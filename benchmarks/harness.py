@@ -143,7 +143,9 @@ class Client:
     name: str
     argv: Callable[[str], list[str]]
     module: str | None  # what must be importable for it to run (None: always there)
-    import_probe: str  # what `python -c` imports to time its imports alone
+    import_probe: (
+        str  # what `python -c` imports to time its imports alone (its `__main__` may run on import)
+    )
 
     def missing(self) -> str | None:
         if self.module is None:
@@ -158,7 +160,7 @@ class Client:
 
 CLIENTS: dict[str, Client] = {
     "runtime": Client(
-        "runtime", lambda h: [PYTHON, "-m", "runtime", h], "runtime.__main__", "import runtime.__main__"
+        "runtime", lambda h: [PYTHON, "-m", "runtime", h], "runtime.__main__", "import runtime.loop"
     ),
     "awslambdaric": Client(
         "awslambdaric",
@@ -166,7 +168,9 @@ CLIENTS: dict[str, Client] = {
         "awslambdaric.__main__",
         "import awslambdaric.__main__",
     ),
-    "floor": Client("floor", lambda h: [PYTHON, str(FLOOR_RUNTIME), h], None, "import json, socket, time"),
+    "floor": Client(
+        "floor", lambda h: [PYTHON, str(FLOOR_RUNTIME), h], None, "import json, socket, time"
+    ),
 }
 
 
@@ -233,7 +237,7 @@ class Emulator:
         if pipe:
             out: Any = subprocess.PIPE
         else:
-            self.log = tempfile.TemporaryFile()
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the process)
             out = self.log
         self.started_ns = time.perf_counter_ns()
         self.proc = spawn(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -406,7 +410,9 @@ class InvokeClient:
         return status, body
 
 
-def timed_invokes(client: InvokeClient, count: int, body: bytes, budget_s: float = TIME_LIMIT_S) -> list[int]:
+def timed_invokes(
+    client: InvokeClient, count: int, body: bytes, budget_s: float = TIME_LIMIT_S
+) -> list[int]:
     """`count` invokes one after the other (bounded by `budget_s`); each round trip in ns."""
     out = []
     stop = time.perf_counter_ns() + int(budget_s * 1e9)

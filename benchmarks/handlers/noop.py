@@ -11,8 +11,14 @@ def echo(event, context):  # type: ignore[no-untyped-def]
     return event
 
 
-def whoami(event, context):  # type: ignore[no-untyped-def]
-    """Answers the environment's process id, to count environments (concurrency scenario)."""
-    import os
+BURST_HOLD_S = 0.2
 
+
+def whoami(event, context):  # type: ignore[no-untyped-def]
+    """Holds its environment for BURST_HOLD_S, then answers its process id: a burst of N concurrent
+    invokes then needs N environments, and the answers count them (concurrency scenario)."""
+    import os
+    import time
+
+    time.sleep(BURST_HOLD_S)
     return os.getpid()

@@ -30,7 +30,9 @@ def emulator_problem(kind: str, config: Config) -> str | None:
     return None
 
 
-def plan(config: Config, say: Say, kinds: tuple[str, ...] = KINDS, clients: tuple[str, ...] = CLIENTS) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def plan(
+    config: Config, say: Say, kinds: tuple[str, ...] = KINDS, clients: tuple[str, ...] = CLIENTS
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """The (kind, client) pairs that can run, and a line for each that cannot."""
     skipped: dict[str, str] = {}
     pairs = []
@@ -46,7 +48,14 @@ def plan(config: Config, say: Say, kinds: tuple[str, ...] = KINDS, clients: tupl
     return pairs, skipped
 
 
-def start_all(pairs: list[tuple[str, str]], config: Config, say: Say, skipped: dict[str, str], handler: str = "noop.handler", **kw: Any) -> dict[str, harness.Emulator]:
+def start_all(
+    pairs: list[tuple[str, str]],
+    config: Config,
+    say: Say,
+    skipped: dict[str, str],
+    handler: str = "noop.handler",
+    **kw: Any,
+) -> dict[str, harness.Emulator]:
     started: dict[str, harness.Emulator] = {}
     for kind, client in pairs:
         emu = harness.Emulator(kind, client, handler=handler, peer_rie=config.peer_rie, **kw)

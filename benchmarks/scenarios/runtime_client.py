@@ -11,9 +11,10 @@ used (from /proc schedstat) is divided by the invocations it served.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
-import subprocess
 import statistics
+import subprocess
 import time
 from typing import Any
 
@@ -43,7 +44,10 @@ async def start_client(name: str, handler: str = "noop.handler") -> tuple[Core, 
     )
     t0 = time.perf_counter_ns()
     proc = harness.spawn(
-        harness.CLIENTS[name].argv(handler), cwd=str(harness.HANDLERS), env=env, stdin=subprocess.DEVNULL
+        harness.CLIENTS[name].argv(handler),
+        cwd=str(harness.HANDLERS),
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
     try:
         t1 = await asyncio.wait_for(core.first_next, 20)
@@ -84,7 +88,7 @@ async def _run(config: Config, say: Say) -> dict[str, Any]:
                 c0 = harness.cpu_ns(proc.pid)
                 times = await asyncio.wait_for(core.feed(sizes.client_batch), harness.TIME_LIMIT_S)
                 cpu[name] += harness.cpu_ns(proc.pid) - c0
-                batch = [b - a for a, b in zip(times, times[1:], strict=False)]
+                batch = [b - a for a, b in itertools.pairwise(times)]
                 samples[name].extend(batch)
                 medians[name].append(statistics.median(batch))
             if time.monotonic() > stop:

@@ -1,0 +1,659 @@
+# ruff: noqa: RUF001  (multiplication signs and en dashes are meant: the output is for people)
+"""Turning results into a table, goals, JSON, plots (matplotlib, optional `bench` extra) and RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+GOALS = (
+    ("client", "`runtime` ≥ 1.5× cheaper per warm invocation than awslambdaric"),
+    ("start", "`runtime` start to first `next` ≤ `python -c pass` + 10 ms"),
+    ("rie_floor", "`rie` per-invocation cost ≤ 1.3× the floor emulator's"),
+    ("rie_go", "`rie` faster per warm invocation than the Go emulator"),
+    ("leak", "no RSS growth of `rie` over 20,000 invocations beyond 5 MB"),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# machine
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = 0.0
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gib = round(int(f.readline().split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("aiohttp", "uvloop", "orjson", "awslambdaric", "pyrie"):
+        try:
+            from importlib.metadata import version
+
+            versions[dist] = version(dist)
+        except Exception:
+            versions[dist] = "absent"
+    import sys
+
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "python": platform.python_version(),
+        "interpreter": sys.executable,
+        "in_venv": sys.prefix != sys.base_prefix,
+        "versions": versions,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# goals
+
+
+def _rows(results: Results, scenario: str) -> list[dict[str, Any]]:
+    rows = (results.get(scenario) or {}).get("rows", [])
+    return rows if isinstance(rows, list) else []
+
+
+def _row(results: Results, scenario: str, **match: Any) -> dict[str, Any] | None:
+    for row in _rows(results, scenario):
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def goals(results: Results) -> list[dict[str, Any]]:
+    """Each goal with the figure it is judged on and met: True / False / None (not measured)."""
+    out = []
+
+    def add(key: str, met: bool | None, figure: str) -> None:
+        text = dict(GOALS)[key]
+        out.append({"goal": text, "met": met, "figure": figure})
+
+    # 1. runtime vs awslambdaric, per warm invocation against the same floor server
+    ratio = (results.get("runtime_client") or {}).get("ratios", {}).get("awslambdaric/runtime")
+    rt, ric = (
+        _row(results, "runtime_client", variant="runtime"),
+        _row(results, "runtime_client", variant="awslambdaric"),
+    )
+    if ratio and rt and ric:
+        cpu = ric["cpu_us_per_invoke"] / rt["cpu_us_per_invoke"] if rt["cpu_us_per_invoke"] else 0.0
+        add(
+            "client",
+            ratio["median"] >= 1.5,
+            f"awslambdaric / runtime = {ratio['median']:.2f}× per round trip (rounds {ratio['min']:.2f}–{ratio['max']:.2f}; "
+            f"{ric['median_us']:.0f} vs {rt['median_us']:.0f} µs); client CPU {cpu:.2f}×",
+        )
+    else:
+        add("client", None, "not measured (`runtime` or awslambdaric missing)")
+
+    # 2. start to first next
+    cold = results.get("cold_start") or {}
+    rt_start = next(
+        (
+            r
+            for r in cold.get("rows", [])
+            if r["variant"] == "runtime" and r["what"] == "spawn to first next"
+        ),
+        None,
+    )
+    if rt_start and cold.get("python_pass_ms"):
+        base = cold["python_pass_ms"]
+        add(
+            "start",
+            rt_start["median_ms"] <= base + 10,
+            f"{rt_start['median_ms']:.1f} ms vs `python -c pass` {base:.1f} ms (+{rt_start['median_ms'] - base:.1f} ms)",
+        )
+    else:
+        add("start", None, "not measured (`runtime` missing)")
+
+    # 3. rie vs floor emulator, with our runtime (and with awslambdaric for reference)
+    ratios = (results.get("emulator") or {}).get("ratios", {})
+    r = ratios.get("rie+runtime / floor+runtime")
+    if r:
+        rie_row = _row(results, "emulator", variant="rie+runtime")
+        floor_row = _row(results, "emulator", variant="floor+runtime")
+        cpu = ""
+        if rie_row and floor_row and floor_row["emulator_cpu_us_per_invoke"]:
+            cpu = f"; emulator CPU {rie_row['emulator_cpu_us_per_invoke'] / floor_row['emulator_cpu_us_per_invoke']:.2f}×"
+        other = ratios.get("rie+awslambdaric / floor+awslambdaric")
+        extra = f"; with awslambdaric {other['median']:.2f}×" if other else ""
+        add(
+            "rie_floor",
+            r["median"] <= 1.3,
+            f"rie / floor = {r['median']:.2f}× round trip with `runtime`{extra}{cpu}",
+        )
+    else:
+        add("rie_floor", None, "not measured (`rie` or `runtime` missing)")
+
+    # 4. rie vs Go emulator
+    r = ratios.get("rie+runtime / go+runtime") or ratios.get("rie+awslambdaric / go+awslambdaric")
+    if r:
+        add("rie_go", r["median"] < 1.0, f"rie / Go = {r['median']:.2f}× round trip")
+    else:
+        add("rie_go", None, "not measured: the Go emulator was not given (`--peer-rie PATH`)")
+
+    # 5. leak
+    mem = next((row for row in _rows(results, "memory") if row["variant"].startswith("rie+")), None)
+    if mem:
+        full = mem["invocations"] >= 20000
+        met = mem["growth_mib"] <= 5 if full else None
+        add(
+            "leak",
+            met,
+            f"{mem['growth_mib']:+.1f} MiB over {mem['invocations']:,} invocations"
+            + ("" if full else " (fewer than 20,000: run the default size to judge)"),
+        )
+    else:
+        add("leak", None, "not measured (`rie` missing)")
+    return out
+
+
+def _mark(met: bool | None) -> str:
+    return {True: "met", False: "NOT met", None: "not measured"}[met]
+
+
+# --------------------------------------------------------------------------------------------
+# text tables
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = [
+        "| "
+        + " | ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        + " |"
+        for r in cells
+    ]
+    return [line, sep, *body]
+
+
+def sections(results: Results) -> list[tuple[str, list[str]]]:
+    """(heading, markdown lines) per scenario: shared by the console table and RESULTS.md."""
+    out: list[tuple[str, list[str]]] = []
+    rc = results.get("runtime_client")
+    if rc:
+        lines = _table(
+            ["client", "n", "median µs", "p99 µs", "client CPU µs/inv", "RSS MiB"],
+            [
+                [
+                    r["variant"],
+                    r["n"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["cpu_us_per_invoke"],
+                    r["rss_mib"],
+                ]
+                for r in rc["rows"]
+            ],
+        )
+        lines += [
+            "",
+            *(
+                f"- ratio {k}: **{v['median']:.2f}×** (per-round {v['min']:.2f}–{v['max']:.2f}, {v['rounds']} rounds)"
+                for k, v in rc["ratios"].items()
+            ),
+        ]
+        out.append((rc["title"], [rc["method"], "", *lines, *_skips(rc)]))
+    em = results.get("emulator")
+    if em:
+        lines = _table(
+            [
+                "emulator + client",
+                "n",
+                "median µs",
+                "p99 µs",
+                "emulator CPU µs/inv",
+                "runtime CPU µs/inv",
+            ],
+            [
+                [
+                    r["variant"],
+                    r["n"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["emulator_cpu_us_per_invoke"],
+                    r["runtime_cpu_us_per_invoke"],
+                ]
+                for r in em["rows"]
+            ],
+        )
+        lines += [
+            "",
+            *(
+                f"- ratio {k}: **{v['median']:.2f}×** (per-round {v['min']:.2f}–{v['max']:.2f})"
+                for k, v in em["ratios"].items()
+            ),
+        ]
+        out.append((em["title"], [em["method"], "", *lines, *_skips(em)]))
+    cs = results.get("cold_start")
+    if cs:
+        lines = _table(
+            ["variant", "what", "n", "median ms", "p99 ms", "min ms"],
+            [
+                [r["variant"], r["what"], r["n"], r["median_ms"], r["p99_ms"], r["min_ms"]]
+                for r in cs["rows"]
+            ],
+        )
+        lines += [
+            "",
+            "Where start to first `next` goes (medians; differences of interleaved probe medians):",
+            "",
+        ]
+        lines += _table(
+            [
+                "client",
+                "interpreter ms",
+                "runtime import ms",
+                "handler import ms",
+                "first next ms",
+                "total ms",
+            ],
+            [
+                [
+                    r["variant"],
+                    r["interpreter_ms"],
+                    r["runtime_import_ms"],
+                    r["handler_import_ms"],
+                    r["first_next_ms"],
+                    r["total_ms"],
+                ]
+                for r in cs["split"]
+            ],
+        )
+        if cs["emulator_rows"]:
+            lines += ["", "First invoke through a freshly started emulator (spawn → answer):", ""]
+            lines += _table(
+                ["emulator + client", "n", "listening ms", "first response median ms", "p99 ms"],
+                [
+                    [r["variant"], r["n"], r["listening_ms"], r["median_ms"], r["p99_ms"]]
+                    for r in cs["emulator_rows"]
+                ],
+            )
+        out.append((cs["title"], [cs["method"], "", *lines, *_skips(cs)]))
+    pl = results.get("payload")
+    if pl:
+        lines = _table(
+            ["emulator + client", "size", "n", "median µs", "p99 µs"],
+            [[r["variant"], r["size"], r["n"], r["median_us"], r["p99_us"]] for r in pl["rows"]],
+        )
+        if pl["ratios"]:
+            lines += ["", *(f"- {k}: {v:.2f}×" for k, v in pl["ratios"].items())]
+        out.append((pl["title"], [pl["method"], "", *lines, *_skips(pl)]))
+    me = results.get("memory")
+    if me:
+        lines = _table(
+            [
+                "emulator + client",
+                "idle MiB",
+                "after warm-up MiB",
+                "final MiB",
+                "invocations",
+                "growth MiB",
+                "environment MiB",
+            ],
+            [
+                [
+                    r["variant"],
+                    r["idle_mib"],
+                    r["after_warmup_mib"],
+                    r["final_mib"],
+                    r["invocations"],
+                    r["growth_mib"],
+                    r["environment_mib"],
+                ]
+                for r in me["rows"]
+            ],
+        )
+        if rc:
+            lines += [
+                "",
+                "Environment RSS against the floor server, after the warm invocations of the runtime client scenario: "
+                + ", ".join(f"{r['variant']} {r['rss_mib']} MiB" for r in rc["rows"]),
+            ]
+        out.append((me["title"], [me["method"], "", *lines, *_skips(me)]))
+    co = results.get("concurrency")
+    if co:
+        lines = _table(
+            ["emulator + client", "callers", "invocations", "per second", "median µs", "p99 µs"],
+            [
+                [
+                    r["variant"],
+                    r["callers"],
+                    r["invocations"],
+                    r["per_second"],
+                    r["median_us"],
+                    r["p99_us"],
+                ]
+                for r in co["rows"]
+            ],
+        )
+        if co["bursts"]:
+            lines += [
+                "",
+                "Cold-start bursts (N concurrent invokes on a cold emulator with --max-concurrency N):",
+                "",
+            ]
+            lines += _table(
+                [
+                    "emulator + client",
+                    "burst",
+                    "samples",
+                    "environments",
+                    "last answer ms",
+                    "minus 200 ms hold",
+                    "cold starts / s",
+                ],
+                [
+                    [
+                        r["variant"],
+                        r["burst"],
+                        r["samples"],
+                        r["environments"],
+                        r["median_ms"],
+                        r["init_ms"],
+                        r["cold_starts_per_second"],
+                    ]
+                    for r in co["bursts"]
+                ],
+            )
+        out.append((co["title"], [co["method"], "", *lines, *_skips(co)]))
+    return out
+
+
+def _skips(result: dict[str, Any]) -> list[str]:
+    skipped = result.get("skipped") or {}
+    return ["", *(f"- skipped {k}: {v}" for k, v in skipped.items())] if skipped else []
+
+
+def console(results: Results) -> str:
+    parts = []
+    for title, lines in sections(results):
+        parts += ["", f"== {title} ==", *lines]
+    parts += ["", "== goals =="]
+    parts += [f"[{_mark(g['met'])}] {g['goal']}: {g['figure']}" for g in goals(results)]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def plots(results: Results, out_dir: Path) -> tuple[list[Path], str | None]:
+    """Draw the PNGs; returns (paths, why none were drawn)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "matplotlib is not installed (pip install -e '.[bench]'): no plots"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+
+    rc, em = results.get("runtime_client"), results.get("emulator")
+    if rc or em:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [1, 2]})
+        for ax, res, title in (
+            (axes[0], rc, "runtime client (floor server)"),
+            (axes[1], em, "emulator + client (invoke round trip)"),
+        ):
+            if not res:
+                ax.set_visible(False)
+                continue
+            names = [r["variant"] for r in res["rows"]]
+            med = [r["median_us"] for r in res["rows"]]
+            p99 = [r["p99_us"] for r in res["rows"]]
+            colors = [_color(n) for n in names]
+            ax.bar(names, med, color=colors, label="median")
+            ax.scatter(names, p99, color="black", marker="_", s=300, label="p99", zorder=3)
+            for i, v in enumerate(med):
+                ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
+            ax.set_ylabel("µs per warm invocation")
+            ax.set_title(title)
+            ax.tick_params(axis="x", rotation=30, labelsize=8)
+            ax.legend(fontsize=8)
+        save(fig, "warm_invocation.png")
+
+    cs = results.get("cold_start")
+    if cs and cs["split"]:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        ax = axes[0]
+        parts = [
+            ("interpreter_ms", "interpreter"),
+            ("runtime_import_ms", "runtime import"),
+            ("handler_import_ms", "handler import"),
+            ("first_next_ms", "first next"),
+        ]
+        names = [r["variant"] for r in cs["split"]]
+        bottom = [0.0] * len(names)
+        for key, label in parts:
+            vals = [max(0.0, r[key]) for r in cs["split"]]
+            ax.bar(names, vals, bottom=bottom, label=label)
+            bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+        ax.axhline(cs["python_pass_ms"], color="grey", linestyle="--", label="python -c pass")
+        ax.axhline(
+            cs["python_pass_ms"] + 10, color="red", linestyle=":", label="goal: pass + 10 ms"
+        )
+        ax.set_ylabel("ms from spawn to first next")
+        ax.set_title("start to first next, split")
+        ax.legend(fontsize=8)
+        ax = axes[1]
+        if cs["emulator_rows"]:
+            names = [r["variant"] for r in cs["emulator_rows"]]
+            ax.bar(
+                names,
+                [r["median_ms"] for r in cs["emulator_rows"]],
+                color=[_color(n) for n in names],
+                label="first response",
+            )
+            ax.bar(
+                names,
+                [r["listening_ms"] for r in cs["emulator_rows"]],
+                color="white",
+                alpha=0.5,
+                hatch="//",
+                label="listening",
+            )
+            ax.set_ylabel("ms from spawn")
+            ax.set_title("first invoke through a fresh emulator")
+            ax.tick_params(axis="x", rotation=30, labelsize=8)
+            ax.legend(fontsize=8)
+        else:
+            ax.set_visible(False)
+        save(fig, "cold_start.png")
+
+    pl = results.get("payload")
+    if pl and pl["rows"]:
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for name in dict.fromkeys(r["variant"] for r in pl["rows"]):
+            rows = [r for r in pl["rows"] if r["variant"] == name]
+            ax.plot(
+                [r["bytes"] for r in rows],
+                [r["median_us"] / 1000 for r in rows],
+                marker="o",
+                label=name,
+                color=_color(name),
+                linestyle=_style(name),
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("event size (bytes), echoed back")
+        ax.set_ylabel("median round trip (ms)")
+        ax.set_title("payload size")
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        save(fig, "payload.png")
+
+    me = results.get("memory")
+    if me and me["series"]:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for name, pts in me["series"].items():
+            ax.plot(
+                [p[0] for p in pts], [p[1] for p in pts], marker=".", label=name, color=_color(name)
+            )
+        ax.set_xlabel("invocations after warm-up")
+        ax.set_ylabel("emulator RSS (MiB)")
+        ax.set_title("emulator RSS over invocations")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        save(fig, "memory.png")
+
+    co = results.get("concurrency")
+    if co and co["rows"]:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        ax = axes[0]
+        for name in dict.fromkeys(r["variant"] for r in co["rows"]):
+            rows = [r for r in co["rows"] if r["variant"] == name]
+            ax.plot(
+                [r["callers"] for r in rows],
+                [r["per_second"] for r in rows],
+                marker="o",
+                label=name,
+                color=_color(name),
+            )
+        ax.set_xlabel("concurrent callers")
+        ax.set_ylabel("invocations per second")
+        ax.set_title("concurrency scaling")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax = axes[1]
+        if co["bursts"]:
+            for name in dict.fromkeys(r["variant"] for r in co["bursts"]):
+                rows = [r for r in co["bursts"] if r["variant"] == name]
+                ax.plot(
+                    [r["burst"] for r in rows],
+                    [r["cold_starts_per_second"] for r in rows],
+                    marker="o",
+                    label=name,
+                    color=_color(name),
+                )
+            ax.set_xlabel("burst size N (cold emulator, --max-concurrency N)")
+            ax.set_ylabel("environments initialised per second")
+            ax.set_title("cold-start bursts")
+            ax.legend(fontsize=8)
+            ax.grid(True, alpha=0.3)
+        else:
+            ax.set_visible(False)
+        save(fig, "concurrency.png")
+    return paths, None
+
+
+def _color(name: str) -> str:
+    emulator, _, client = name.partition("+")
+    palette = {
+        "rie": "#1f77b4",
+        "floor": "#7f7f7f",
+        "go": "#2ca02c",
+        "runtime": "#1f77b4",
+        "awslambdaric": "#ff7f0e",
+    }
+    if not client:
+        return palette.get(emulator, "#9467bd")
+    shades = {
+        ("rie", "runtime"): "#1f77b4",
+        ("rie", "awslambdaric"): "#6baed6",
+        ("rie", "floor"): "#c6dbef",
+        ("floor", "runtime"): "#525252",
+        ("floor", "awslambdaric"): "#969696",
+        ("floor", "floor"): "#d9d9d9",
+        ("go", "runtime"): "#2ca02c",
+        ("go", "awslambdaric"): "#74c476",
+        ("go", "floor"): "#c7e9c0",
+    }
+    return shades.get((emulator, client), "#9467bd")
+
+
+def _style(name: str) -> str:
+    return "--" if name.endswith("+awslambdaric") else "-"
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+def write_json(results: Results, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+
+def results_markdown(
+    results: Results, plot_paths: list[Path], md_path: Path, plot_note: str | None
+) -> str:
+    meta = results["meta"]
+    m = meta["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `{meta['command']}` on {meta['date']} (size `{meta['size']}`, {meta['seconds']:.0f} s).",
+        "",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['platform']}; Python {m['python']} "
+        f"({'virtual environment' if m['in_venv'] else 'base interpreter'}); "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f"; floor server on {meta['floor_loop']}.",
+        "",
+        "Only ratios measured in one run on one machine are meaningful; the machine is shared and noisy.",
+        "Variants are interleaved (A B C, B C A, ...) and each figure is a median over all samples, p99 beside it;",
+        "ratios are the median of the round-by-round ratios (range in brackets).",
+        "",
+        "## Goals",
+        "",
+        "| goal | figure | status |",
+        "|---|---|---|",
+        *(f"| {g['goal']} | {g['figure']} | **{_mark(g['met'])}** |" for g in goals(results)),
+        "",
+    ]
+    if meta.get("notes"):
+        lines += ["## Notes", "", *(f"- {n}" for n in meta["notes"]), ""]
+    for title, body in sections(results):
+        lines += [f"## {title[0].upper()}{title[1:]}", "", *body, ""]
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for p in plot_paths:
+            rel = os.path.relpath(p, md_path.parent)
+            lines += [f"![{p.stem}]({rel})", ""]
+    elif plot_note:
+        lines += [f"_{plot_note}_", ""]
+    lines += [
+        "## Floors and method",
+        "",
+        "- Floor emulator: `benchmarks/floor_server.py`, asyncio `Protocol`s (uvloop when installed) with a hand-written",
+        "  HTTP/1.1 parser, serving the Runtime API and the Invoke API; no framework, no validation, no logs.",
+        "- Floor runtime loop: `benchmarks/floor_runtime.py`, one blocking keep-alive socket and stdlib `json`, run as a",
+        "  script (no `-m`, no package import).",
+        "- Load generators: a blocking raw-socket keep-alive client in the benchmark process (one invoke at a time), and for",
+        "  concurrency asyncio (uvloop) streams, one keep-alive connection per caller. All traffic on 127.0.0.1.",
+        "- CPU per invocation comes from `/proc/PID/task/*/schedstat` deltas over the measured batches.",
+        "",
+    ]
+    return "\n".join(lines)

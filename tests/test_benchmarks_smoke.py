@@ -1,0 +1,58 @@
+"""Smoke test of the benchmarks: `python -m benchmarks --smoke` completes and its figures are sane.
+
+It never asserts a time: only that every scenario ran and produced positive figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+
+def test_benchmarks_smoke_run(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results-smoke.json").read_text())
+    assert (tmp_path / "RESULTS-smoke.md").read_text().startswith("# Benchmark results")
+
+    for name in ("runtime_client", "emulator", "cold_start", "payload", "memory", "concurrency"):
+        assert "error" not in results[name], (name, results[name].get("error"))
+
+    # the floors and awslambdaric are always there; `runtime` and `rie` when they import
+    client_rows = {r["variant"]: r for r in results["runtime_client"]["rows"]}
+    assert {"floor", "awslambdaric"} <= set(client_rows)
+    for row in client_rows.values():
+        assert row["n"] > 0 and row["median_us"] > 0 and row["p99_us"] >= row["median_us"] > 0
+        assert row["cpu_us_per_invoke"] > 0 and row["rss_mib"] > 0
+
+    emulator_rows = {r["variant"]: r for r in results["emulator"]["rows"]}
+    assert {"floor+awslambdaric", "floor+floor"} <= set(emulator_rows)
+    for row in emulator_rows.values():
+        assert row["n"] > 0 and row["median_us"] > 0 and row["emulator_cpu_us_per_invoke"] > 0
+
+    cold = results["cold_start"]
+    assert cold["python_pass_ms"] > 0
+    assert all(r["median_ms"] > 0 for r in cold["rows"])
+    assert all(r["total_ms"] > 0 and r["interpreter_ms"] > 0 for r in cold["split"])
+    assert all(r["median_ms"] > 0 for r in cold["emulator_rows"])
+
+    assert results["payload"]["rows"] and all(
+        r["median_us"] > 0 for r in results["payload"]["rows"]
+    )
+    assert results["memory"]["rows"] and all(r["final_mib"] > 0 for r in results["memory"]["rows"])
+    conc = results["concurrency"]
+    assert conc["rows"] and all(r["per_second"] > 0 for r in conc["rows"])
+    assert conc["bursts"] and all(r["environments"] >= 1 for r in conc["bursts"])
+
+    assert len(results["goals"]) == 5
+    assert "== goals ==" in proc.stdout
