@@ -89,19 +89,39 @@ def run(config: Config, say: Say) -> dict[str, Any]:
         else:
             names.append(name)
 
-    # 1. start to first next / first response, with `python -c pass` interleaved
+    # 1 and 2 in one interleaved loop: `python -c pass`, the import probes, then each client started
+    # for real, so that the differences of medians are taken over the same stretch of time
+    probes: dict[str, str] = {"interpreter": "pass"}
+    for n in names:
+        code = harness.CLIENTS[n].import_probe
+        if n != "floor":
+            code = "import runpy; " + code  # `python -m` pays for runpy
+        probes[f"{n}:runtime"] = code
+        probes[f"{n}:handler"] = code + "; import noop"
+    probe_ns: dict[str, list[int]] = {k: [] for k in probes}
     pass_ns: list[int] = []
 
     async def first_next_all() -> dict[str, dict[str, list[int]]]:
         result: dict[str, dict[str, list[int]]] = {
             n: {"first_next": [], "first_response": []} for n in names
         }
-        for _ in range(sizes.cold_samples):
+        for i in range(sizes.cold_samples):
             pass_ns.append(_python_pass())
-            part = await _first_next(names, 1, say)
+            keys = [k for k in probes if k in probe_ns]
+            keys = keys[i % len(keys) :] + keys[: i % len(keys)]
+            for k in keys:
+                try:
+                    probe_ns[k].append(_probe(probes[k]))
+                except (RuntimeError, OSError) as e:
+                    say(f"  split for {k.split(':')[0]} skipped: {e}")
+                    skipped[f"split {k}"] = str(e)
+                    del probe_ns[k]
+            part = await _first_next(
+                names[i % max(1, len(names)) :] + names[: i % max(1, len(names))], 1, say
+            )
             for n in names:
-                for k, v in part[n].items():
-                    result[n][k].extend(v)
+                for key, v in part[n].items():
+                    result[n][key].extend(v)
         return result
 
     firsts = run_loop(first_next_all)
@@ -125,26 +145,6 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                 **harness.summarize_ms(firsts[n]["first_response"]),
             }
         )
-
-    # 2. the split, from interleaved import probes
-    probes: dict[str, str] = {"interpreter": "pass"}
-    for n in names:
-        code = harness.CLIENTS[n].import_probe
-        if n != "floor":
-            code = "import runpy; " + code  # `python -m` pays for runpy
-        probes[f"{n}:runtime"] = code
-        probes[f"{n}:handler"] = code + "; import noop"
-    probe_ns: dict[str, list[int]] = {k: [] for k in probes}
-    for i in range(sizes.cold_samples):
-        keys = [k for k in probes if k in probe_ns]
-        keys = keys[i % len(keys) :] + keys[: i % len(keys)]
-        for k in keys:
-            try:
-                probe_ns[k].append(_probe(probes[k]))
-            except (RuntimeError, OSError) as e:
-                say(f"  split for {k.split(':')[0]} skipped: {e}")
-                skipped[f"split {k}"] = str(e)
-                del probe_ns[k]
     med = {k: statistics.median(v) / 1e6 for k, v in probe_ns.items()}
     split = []
     for n in names:
@@ -159,6 +159,9 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                 "handler_import_ms": round(med[f"{n}:handler"] - med[f"{n}:runtime"], 2),
                 "first_next_ms": round(full - med[f"{n}:handler"], 2),
                 "total_ms": round(full, 2),
+                "first_invoke_ms": round(
+                    statistics.median(firsts[n]["first_response"]) / 1e6 - full, 2
+                ),
             }
         )
 
