@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
 _LISTEN_RE = re.compile(r"Invoke API listening on http://([\d.]+):(\d+)")
+MARKER_VAR = "PYRIE_TEST_MARKER"
+# rie's pid -> the marker its environment carries (and so every process its runtimes start)
+_MARKERS: dict[int, str] = {}
 
 
 @dataclass
@@ -51,6 +55,8 @@ class RieProcess:
         env = dict(os.environ)
         env.pop("AWS_LAMBDA_RUNTIME_API", None)
         env.update(self.env or {})
+        # rie passes its environment on to runtimes, so this marks every process they start
+        env[MARKER_VAR] = uuid.uuid4().hex
         cmd = [
             sys.executable, "-m", "rie",
             "--runtime-interface-emulator-address", "127.0.0.1:0",
@@ -65,6 +71,7 @@ class RieProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        _MARKERS[self.proc.pid] = env[MARKER_VAR]
         threading.Thread(target=self._read, daemon=True).start()
         m = self.wait_for(_LISTEN_RE, timeout)
         self.host, self.port = m.group(1), int(m.group(2))
@@ -160,7 +167,10 @@ def rie(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = Non
 
 
 def pids_in_session(sid: int) -> list[int]:
-    """Every live process whose session id is `sid` (to prove no child outlives the emulator)."""
+    """Every live process of the rie started as `sid`: its own session, and every process its
+    runtimes started (each runtime has a session of its own, so they are found by the marker
+    variable they inherit). Used to prove that no child outlives the emulator."""
+    marker = f"{MARKER_VAR}={_MARKERS.get(sid, '-')}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -171,9 +181,17 @@ def pids_in_session(sid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        # fields[0] is the state, [3] the session id; zombies are already dead
-        if int(fields[3]) == sid and fields[0] != "Z":
+        if fields[0] == "Z":  # zombies are already dead
+            continue
+        if int(fields[3]) == sid:
             found.append(int(entry))
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if marker in f.read().split(b"\0"):
+                    found.append(int(entry))
+        except OSError:
+            continue
     return found
 
 
