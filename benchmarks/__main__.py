@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import shlex
 import sys
 import time
@@ -60,6 +61,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--plots", type=Path, help="plot directory (default: benchmarks/plots for a full run)"
     )
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        metavar="PATH",
+        help="run nothing: re-render table, plots and markdown from a results JSON",
+    )
     return p.parse_args(argv)
 
 
@@ -76,11 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     config = Config(sizes=sizes, peer_rie=args.peer_rie, only=only)
     full = sizes is DEFAULT and not only
-    out_dir: Path = args.out
-    results_md: Path = args.results or (
-        harness.BENCH_DIR / "RESULTS.md" if full else out_dir / f"RESULTS-{sizes.name}.md"
-    )
-    plot_dir: Path = args.plots or (harness.BENCH_DIR / "plots" if full else out_dir / "plots")
     harness.install_cleanup()
 
     def say(line: str) -> None:
@@ -101,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         + (f" --peer-rie {shlex.quote(args.peer_rie)}" if args.peer_rie else "")
         + (f" --only {args.only}" if only else "")
     )
+    if args.from_json:
+        return render(
+            json.loads(args.from_json.read_text()),
+            args,
+            full=args.results is None and args.plots is None,
+        )
     results: dict[str, Any] = {}
     started = time.monotonic()
     for name, module in SCENARIOS.items():
@@ -133,8 +141,21 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
     }
     results["goals"] = report.goals(results)
+    return render(results, args, full)
+
+
+def render(results: dict[str, Any], args: argparse.Namespace, full: bool) -> int:
+    """Print the table and goals; write the JSON, plots and markdown."""
+    size = results["meta"]["size"]
+    full = full and size == DEFAULT.name
+    out_dir: Path = args.out
+    results_md: Path = args.results or (
+        harness.BENCH_DIR / "RESULTS.md" if full else out_dir / f"RESULTS-{size}.md"
+    )
+    plot_dir: Path = args.plots or (harness.BENCH_DIR / "plots" if full else out_dir / "plots")
+    results["goals"] = report.goals(_complete(results))
     print(report.console(_complete(results)))
-    json_path = out_dir / f"results-{sizes.name}.json"
+    json_path = out_dir / f"results-{size}.json"
     report.write_json(results, json_path)
     if full:
         report.write_json(results, harness.BENCH_DIR / "results.json")
@@ -143,16 +164,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_plots:
         plot_paths, plot_note = report.plots(_complete(results), plot_dir)
         if plot_note:
-            say(plot_note)
+            print(plot_note)
     results_md.parent.mkdir(parents=True, exist_ok=True)
     results_md.write_text(
         report.results_markdown(_complete(results), plot_paths, results_md, plot_note)
     )
-    say(
+    print(
         f"\nraw results: {json_path}\nmarkdown: {results_md}"
-        + (f"\nplots: {plot_dir}" if plot_paths else "")
+        + (f"\nplots: {plot_dir}" if plot_paths else ""),
+        flush=True,
     )
-    say(f"total {seconds:.1f} s")
+    print(f"total {results['meta']['seconds']:.1f} s")
     return 0
 
 

@@ -439,14 +439,14 @@ def plots(results: Results, out_dir: Path) -> tuple[list[Path], str | None]:
             med = [r["median_us"] for r in res["rows"]]
             p99 = [r["p99_us"] for r in res["rows"]]
             colors = [_color(n) for n in names]
-            ax.bar(names, med, color=colors, label="median")
-            ax.scatter(names, p99, color="black", marker="_", s=300, label="p99", zorder=3)
-            for i, v in enumerate(med):
-                ax.text(i, v, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
-            ax.set_ylabel("µs per warm invocation")
+            ax.bar(names, med, color=colors)
+            top = max(med) * 1.35 if med else 1.0
+            for i, (v, p) in enumerate(zip(med, p99, strict=True)):
+                ax.text(i, v, f"{v:.0f}\np99 {p:.0f}", ha="center", va="bottom", fontsize=8)
+            ax.set_ylim(0, top)
+            ax.set_ylabel("median µs per warm invocation (p99 as text)")
             ax.set_title(title)
             ax.tick_params(axis="x", rotation=30, labelsize=8)
-            ax.legend(fontsize=8)
         save(fig, "warm_invocation.png")
 
     cs = results.get("cold_start")
@@ -463,7 +463,7 @@ def plots(results: Results, out_dir: Path) -> tuple[list[Path], str | None]:
         names = [r["variant"] for r in cs["split"]]
         bottom = [0.0] * len(names)
         for key, label in parts:
-            vals = [max(0.0, r[key]) for r in cs["split"]]
+            vals = [max(0.0, r.get(key, 0.0)) for r in cs["split"]]
             ax.bar(names, vals, bottom=bottom, label=label)
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         ax.axhline(cs["python_pass_ms"], color="grey", linestyle="--", label="python -c pass")
@@ -549,6 +549,7 @@ def plots(results: Results, out_dir: Path) -> tuple[list[Path], str | None]:
             )
         ax.set_xlabel("concurrent callers")
         ax.set_ylabel("invocations per second")
+        ax.set_ylim(bottom=0)
         ax.set_title("concurrency scaling")
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
@@ -565,6 +566,7 @@ def plots(results: Results, out_dir: Path) -> tuple[list[Path], str | None]:
                 )
             ax.set_xlabel("burst size N (cold emulator, --max-concurrency N)")
             ax.set_ylabel("environments initialised per second")
+            ax.set_ylim(bottom=0)
             ax.set_title("cold-start bursts")
             ax.legend(fontsize=8)
             ax.grid(True, alpha=0.3)
