@@ -153,6 +153,10 @@ def render(results: dict[str, Any], args: argparse.Namespace, full: bool) -> int
         harness.BENCH_DIR / "RESULTS.md" if full else out_dir / f"RESULTS-{size}.md"
     )
     plot_dir: Path = args.plots or (harness.BENCH_DIR / "plots" if full else out_dir / "plots")
+    notes = results["meta"].setdefault("notes", [])
+    editable = report.editable_finder_note()
+    if editable and editable not in notes:
+        notes.append(editable)
     results["goals"] = report.goals(_complete(results))
     print(report.console(_complete(results)))
     json_path = out_dir / f"results-{size}.json"

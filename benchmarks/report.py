@@ -62,6 +62,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def editable_finder_note() -> str | None:
+    """Every interpreter start in this environment pays for an editable install's import hook, if any."""
+    import site
+    import sys
+
+    for d in [*site.getsitepackages(), site.getusersitepackages()]:
+        if sys.prefix != sys.base_prefix and not d.startswith(sys.prefix):
+            continue
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        if any(n.startswith("__editable__") and n.endswith("_finder.py") for n in names):
+            return (
+                "the environment has an editable install whose `.pth` import hook (`__editable___*_finder`) "
+                "imports pathlib and friends at every interpreter start (about 18 ms in `-X importtime` here): "
+                "every start-up figure, `python -c pass` included, carries it; a regular install "
+                "or a path-only `.pth` (`pip install -e . --config-settings editable_mode=compat`) should avoid it"
+            )
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # goals
 
@@ -656,6 +678,8 @@ def results_markdown(
         "",
         "- Floor emulator: `benchmarks/floor_server.py`, asyncio `Protocol`s (uvloop when installed) with a hand-written",
         "  HTTP/1.1 parser, serving the Runtime API and the Invoke API; no framework, no validation, no logs.",
+        "  It is a per-invocation floor, not a start-up floor: it imports asyncio, uvloop, argparse and subprocess",
+        "  eagerly, so its time to listen is no yardstick for `rie`'s.",
         "- Floor runtime loop: `benchmarks/floor_runtime.py`, one blocking keep-alive socket and stdlib `json`, run as a",
         "  script (no `-m`, no package import).",
         "- Load generators: a blocking raw-socket keep-alive client in the benchmark process (one invoke at a time), and for",
