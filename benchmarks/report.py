@@ -141,8 +141,8 @@ def goals(results: Results) -> list[dict[str, Any]]:
         add(
             "start",
             rt_start["median_ms"] <= base + 10,
-            f"{rt_start['median_ms']:.1f} ms vs `python -c pass` {base:.1f} ms (+{rt_start['median_ms'] - base:.1f} ms; "
-            f"+{rt_start['median_ms'] - interp:.1f} ms over the interpreter's start to its first statement, {interp:.1f} ms)",
+            f"{rt_start['median_ms']:.1f} ms vs `python -c pass` {base:.1f} ms ({rt_start['median_ms'] - base:+.1f} ms; "
+            f"{rt_start['median_ms'] - interp:+.1f} ms over the interpreter's start to its first statement, {interp:.1f} ms)",
         )
     else:
         add("start", None, "not measured (`runtime` missing)")
