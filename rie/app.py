@@ -71,6 +71,7 @@ class Server:
         # 4. answers are out: close the callers' connections
         if self._runner is not None:
             await self._runner.cleanup()
+        self.sink.flush()
         print(self.metrics.summary(), file=sys.stderr, flush=True)
 
 

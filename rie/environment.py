@@ -236,10 +236,12 @@ class Environment:
         try:
             return await waiter
         finally:
-            if not waiter.done():
+            # a waiter that got an invocation was already taken off the queue; only a cancelled
+            # one is still in it (and removing an absent item would cost a repr of it)
+            if not waiter.done() or waiter.cancelled():
                 waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
 
     def _hand_to_waiters(self) -> None:
         while self.queued and self._waiters:
@@ -315,9 +317,8 @@ class Environment:
         timer = self._timers.pop(inv.request_id, None)
         if timer is not None:
             timer.cancel()
-        self.running.pop(inv.request_id, None)
-        with contextlib.suppress(ValueError):
-            self.queued.remove(inv)
+        if self.running.pop(inv.request_id, None) is None and inv in self.queued:
+            self.queued.remove(inv)  # it ended before the runtime fetched it
         self._recent[inv.request_id] = inv
         if len(self._recent) > _RECENT_IDS:
             self._recent.popitem(last=False)
