@@ -141,6 +141,7 @@ def test_event_payload_over_1mb_is_413(shr) -> None:
 
 # --- function names ---------------------------------------------------------------------------
 
+
 def invoke_named(r: RieProcess, name: str, payload: object):  # type: ignore[no-untyped-def]
     """Invoke `name`, which may end in `?Qualifier=...` (moved after the path)."""
     name, sep, query = name.partition("?")

@@ -279,4 +279,3 @@ def test_overlapping_invoke_without_queue_timeout_is_429() -> None:
         assert body.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded"  # type: ignore[union-attr]
         assert busy.result().status == 200
         good_invoke(r)
-

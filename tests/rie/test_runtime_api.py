@@ -115,8 +115,9 @@ def test_second_next_during_an_invocation_returns_the_same_event(sr) -> None:
     first = reply.json()["next"]  # type: ignore[index]
     again = results_of(reply)[0]
     assert again["status"] == 200
-    assert again["headers"]["lambda-runtime-aws-request-id"] == (
-        first["headers"]["lambda-runtime-aws-request-id"]
+    assert (
+        again["headers"]["lambda-runtime-aws-request-id"]
+        == (first["headers"]["lambda-runtime-aws-request-id"])
     )
     assert again["body"] == first["body"]
     good_invoke(sr)
@@ -146,7 +147,9 @@ def test_error_is_accepted_with_202_and_answered_as_function_error(sr) -> None:
 
 
 def test_second_response_is_403_invalid_state_transition(sr) -> None:
-    reply = do(sr, {"post": "response", "body": '"first"'}, {"post": "response", "body": '"second"'})
+    reply = do(
+        sr, {"post": "response", "body": '"first"'}, {"post": "response", "body": '"second"'}
+    )
     assert reply.json() == "first"
     second = previous_results(sr)[1]
     assert second["status"] == 403
@@ -348,9 +351,11 @@ def test_init_error_before_first_next_is_202_and_answers_the_invoke(tmp_path) ->
         reply = r.invoke({})
         assert reply.json() == body
         starts = wait_until(
-            lambda: [x for x in record.read_text().splitlines() if '"started"' in x]
-            if record.read_text().count('"started"') >= 2
-            else None
+            lambda: (
+                [x for x in record.read_text().splitlines() if '"started"' in x]
+                if record.read_text().count('"started"') >= 2
+                else None
+            )
         )
         assert len(starts) == 2
 
