@@ -109,3 +109,26 @@ def test_bad_client_context(lam) -> None:
     with pytest.raises(client.exceptions.InvalidRequestContentException):
         client.invoke(FunctionName="function", ClientContext="***", Payload=b"{}")
     assert client.invoke(FunctionName="function", Payload=b"{}")["StatusCode"] == 200
+
+
+@pytest.mark.xfail(
+    reason="rie bug: no /2021-11-15/functions/{name}/response-streaming-invocations route "
+    "(REFERENCE §2, caller-side response streaming); answers 404 UnknownOperationException",
+    strict=True,
+)
+def test_invoke_with_response_stream(lam) -> None:
+    _, client = lam
+    resp = client.invoke_with_response_stream(
+        FunctionName="function", Payload=json.dumps({"s": 1}), LogType="Tail"
+    )
+    assert resp["StatusCode"] == 200
+    assert resp["ExecutedVersion"] == "$LATEST"
+    chunks, complete = [], None
+    for event in resp["EventStream"]:
+        if "PayloadChunk" in event:
+            chunks.append(event["PayloadChunk"]["Payload"])
+        elif "InvokeComplete" in event:
+            complete = event["InvokeComplete"]
+    assert json.loads(b"".join(chunks))["event"] == {"s": 1}
+    assert complete is not None and not complete.get("ErrorCode")
+    assert "REPORT RequestId" in base64.b64decode(complete["LogResult"]).decode()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.helpers import REPO
-from tests.rie.conftest import PY, SCRIPTED, do, good_invoke, rie
+from tests.rie.conftest import CURL_SH, PY, SCRIPTED, do, good_invoke, rie
 
 
 def function_env(r) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -108,3 +108,39 @@ def test_no_bootstrap_at_all_exits_2(tmp_path) -> None:
     done = run_rie("--task-root", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "bootstrap" in done.stderr
+
+
+def test_custom_runtime_gets_no_execution_env() -> None:
+    with rie("--", PY, str(SCRIPTED), env={"AWS_EXECUTION_ENV": ""}) as r:
+        assert not function_env(r).get("AWS_EXECUTION_ENV")
+
+
+def deadline_left_ms(r) -> int:  # type: ignore[no-untyped-def]
+    nxt = do(r).json()["next"]  # type: ignore[index]
+    return int(nxt["headers"]["lambda-runtime-deadline-ms"]) - nxt["received_ms"]
+
+
+def test_timeout_defaults_to_300_s() -> None:
+    with rie("--", PY, str(SCRIPTED), env={"AWS_LAMBDA_FUNCTION_TIMEOUT": ""}) as r:
+        assert 298_000 <= deadline_left_ms(r) <= 300_500
+
+
+def test_timeout_from_the_environment() -> None:
+    with rie("--", PY, str(SCRIPTED), env={"AWS_LAMBDA_FUNCTION_TIMEOUT": "7"}) as r:
+        assert 5_000 <= deadline_left_ms(r) <= 7_500
+
+
+def test_bootstrap_found_in_the_task_root(tmp_path) -> None:
+    (tmp_path / "bootstrap").write_bytes(CURL_SH.read_bytes())
+    (tmp_path / "bootstrap").chmod(0o755)
+    with rie("--task-root", str(tmp_path), cwd=tmp_path) as r:
+        reply = r.invoke({"found": "bootstrap"})
+        assert reply.status == 200 and reply.json() == {"found": "bootstrap"}
+        r.wait_for(f"sh handled {reply.header('X-Amzn-RequestId')}")
+
+
+def test_per_environment_concurrency_sets_max_concurrency_for_the_runtime() -> None:
+    with rie("--per-environment-concurrency", "2", "--", PY, str(SCRIPTED)) as r:
+        assert function_env(r)["AWS_LAMBDA_MAX_CONCURRENCY"] == "2"
+    with rie("--", PY, str(SCRIPTED)) as r:
+        assert "AWS_LAMBDA_MAX_CONCURRENCY" not in function_env(r)

@@ -279,3 +279,21 @@ def test_overlapping_invoke_without_queue_timeout_is_429() -> None:
         assert body.get("Reason") == "ReservedFunctionConcurrentInvocationLimitExceeded"  # type: ignore[union-attr]
         assert busy.result().status == 200
         good_invoke(r)
+
+
+def test_init_over_10_s_is_cut_and_retried(tmp_path) -> None:
+    record = tmp_path / "record.jsonl"
+    env = {"INIT_SLEEP_ONCE": f"60:{tmp_path / 'slept'}", "RECORD": str(record)}
+    with scripted("--timeout", "5", env=env) as r:
+        t0 = time.monotonic()
+        reply = r.invoke({"after": "init timeout"}, timeout=40)
+        elapsed = time.monotonic() - t0
+        # the first init is stopped at 10 s and retried; the retry is quick and serves the invoke
+        assert 9 < elapsed < 30, elapsed
+        r.wait_for(r"INIT_REPORT Init Duration: \d+\.\d\d ms\tPhase: init\tStatus: timeout")
+        assert reply.status == 200, reply.body
+        assert reply.header("X-Amz-Function-Error") is None, reply.body
+        assert reply.json() == {"after": "init timeout"}
+        assert record.read_text().count('"started"') == 2
+        assert len(children(r)) == 1, "the first, sleeping runtime was not killed"
+        good_invoke(r)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import time
 import uuid
@@ -34,10 +35,28 @@ def previous_results(r) -> list:  # type: ignore[no-untyped-def]
     return reply.json()["previous"]  # type: ignore[index]
 
 
+TRANSITION_MESSAGE = re.compile(
+    r"^State transition from \w+ to \w+ failed for runtime\. Error: State transition is not allowed$"
+)
+
+
 def error_json(result: dict) -> dict:
     body = json.loads(result["body"])
     assert set(body) >= {"errorMessage", "errorType"}, body
+    if body["errorType"] == "InvalidStateTransition":
+        assert TRANSITION_MESSAGE.match(body["errorMessage"]), body
+    expected = MESSAGES.get(body["errorType"])
+    if expected is not None:
+        assert body["errorMessage"] == expected, body
     return body
+
+
+MESSAGES = {
+    "InvalidRequestID": "Invalid request ID",
+    "RequestEntityTooLarge": "Exceeded maximum allowed payload size (6291556 bytes).",
+    "TruncatedHTTPRequest": "HTTP request detected as truncated",
+    "InvalidFunctionResponseMode": "Invalid function response mode",
+}
 
 
 # --- GET next ---------------------------------------------------------------------------------
