@@ -33,6 +33,7 @@ log = logging.getLogger("rie")
 
 _RECENT_IDS = 64  # finished ids remembered so a late answer gets 403, not 400
 _INIT_ERROR_GRACE_S = 1.0  # a runtime that posted init/error gets this long to exit by itself
+_MEMORY_SAMPLE_S = 0.05
 
 
 class EnvState(enum.Enum):
@@ -82,6 +83,7 @@ class Environment:
         self.last_used = time.monotonic()
         self.init_count = 0
         self.peak_memory_bytes = 0
+        self._memory_sampled_at = 0.0
         self._base_env = base_env
         self._sink = sink
         self._metrics = metrics
@@ -325,7 +327,7 @@ class Environment:
         process = self.process
         if process is not None:
             process.drain_output()
-            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+            self._sample_memory(process, inv)
         if inv.dispatched_at is None:
             # never reached the runtime (a failed init): Lambda still logs START for it
             self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
@@ -351,6 +353,16 @@ class Environment:
             callback(inv)
         if self.state is not EnvState.RETIRED:
             self._on_slot_free(self)
+
+    def _sample_memory(self, process: Process, inv: Invocation) -> None:
+        # Reading /proc costs a few files per sample. The peak (VmHWM) only grows, so a burst of
+        # short invocations can share one sample; anything that ran long enough to grow much is
+        # measured afresh, and a stale figure is caught up by the next sample anyway.
+        now = time.monotonic()
+        if now - self._memory_sampled_at < _MEMORY_SAMPLE_S and inv.duration_ms < 5:
+            return
+        self._memory_sampled_at = now
+        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
 
     def _timed_out(self, inv: Invocation) -> None:
         if inv.state is not State.RUNNING:

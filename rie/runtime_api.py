@@ -14,7 +14,6 @@ import re
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from aiohttp.web_exceptions import HTTPException
 
 from .environment import Environment
 from .errors import (
@@ -181,22 +180,30 @@ async def ping(request: web.Request) -> web.StreamResponse:
     return web.Response(text="pong")
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RieError as error:
-        return render(error)
-    except HTTPException as exc:
-        # unknown path or wrong method: the router's status, with a JSON body
-        name = "MethodNotAllowed" if exc.status == 405 else "NotFound"
-        body = json.dumps({"errorMessage": exc.reason, "errorType": name}).encode()
-        return web.Response(status=exc.status, body=body, content_type="application/json")
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("Runtime API: unexpected failure on %s %s", request.method, request.path)
-        return render(InternalServerError())
+def rendering_errors(handler: Handler) -> Handler:
+    """Render the project's errors as Runtime API JSON (a wrapper, cheaper than a middleware)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RieError as error:
+            return render(error)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("Runtime API: unexpected failure on %s %s", request.method, request.path)
+            return render(InternalServerError())
+
+    return wrapped
+
+
+async def not_found(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"errorMessage": "Not Found", "errorType": "NotFound"}, status=404)
+
+
+async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+    body = {"errorMessage": f"Method {request.method} not allowed", "errorType": "MethodNotAllowed"}
+    return web.json_response(body, status=405)
 
 
 class RuntimeEndpoint:
@@ -211,13 +218,19 @@ class RuntimeEndpoint:
 
 
 async def bind(env: Environment, host: str, port: int) -> RuntimeEndpoint:
-    app = web.Application(middlewares=[errors_as_json], client_max_size=RESPONSE_SIZE_LIMIT)
+    app = web.Application(client_max_size=RESPONSE_SIZE_LIMIT)
     app[ENVIRONMENT] = env
-    app.router.add_get(PATH_NEXT, next_invocation)
-    app.router.add_post(PATH_RESPONSE, post_response)
-    app.router.add_post(PATH_ERROR, post_error)
-    app.router.add_post(PATH_INIT_ERROR, post_init_error)
-    app.router.add_get("/ping", ping)
+    routes = [
+        ("GET", PATH_NEXT, next_invocation),
+        ("POST", PATH_RESPONSE, post_response),
+        ("POST", PATH_ERROR, post_error),
+        ("POST", PATH_INIT_ERROR, post_init_error),
+        ("GET", "/ping", ping),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, rendering_errors(handler))
+        app.router.add_route("*", path, method_not_allowed)
+    app.router.add_route("*", "/{tail:.*}", not_found)
     # handler_cancellation: a `next` whose runtime hung up must stop waiting for an invocation
     runner, bound = await listen(app, host, port, fallback=True, handler_cancellation=True)
     return RuntimeEndpoint(runner, bound)
