@@ -135,7 +135,8 @@ def test_bootstrap_found_in_the_task_root(tmp_path) -> None:
     (tmp_path / "bootstrap").chmod(0o755)
     with rie("--task-root", str(tmp_path), cwd=tmp_path) as r:
         reply = r.invoke({"found": "bootstrap"})
-        assert reply.status == 200 and reply.json() == {"found": "bootstrap"}
+        assert reply.status == 200, (reply, r.output())
+        assert reply.json() == {"found": "bootstrap"}, (reply, r.output())
         r.wait_for(f"sh handled {reply.header('X-Amzn-RequestId')}")
 
 

@@ -297,3 +297,12 @@ def test_init_over_10_s_is_cut_and_retried(tmp_path) -> None:
         assert record.read_text().count('"started"') == 2
         assert len(children(r)) == 1, "the first, sleeping runtime was not killed"
         good_invoke(r)
+
+
+def test_eager_init_that_fails_is_retried_by_the_first_invoke() -> None:
+    with curl_sh("--init", "eager", env={"INIT_EXIT": "3"}) as r:
+        r.wait_for("sh init exiting with 3")
+        reply = r.invoke({})
+        assert reply.header("X-Amz-Function-Error") == "Unhandled"
+        assert reply.json()["errorType"] == "Runtime.ExitError"  # type: ignore[index]
+        assert r.output().count("sh init exiting with 3") == 2

@@ -403,3 +403,32 @@ def test_runtime_api_listens_on_loopback_only(sr) -> None:
         finally:
             s.close()
         assert refused, f"the Runtime API answers on {ip}:{port}"
+
+
+def test_init_error_without_exiting_still_answers_the_invoke(tmp_path) -> None:
+    # the runtime posts init/error, then carries on to `next` instead of exiting
+    body = {"errorMessage": "half-started", "errorType": "Runtime.Stuck"}
+    init_do = [
+        {"post": "init/error", "body": json.dumps(body), "headers": {H_ERR: "Runtime.Stuck"}}
+    ]
+    with scripted("--timeout", "5", env={"INIT_DO": json.dumps(init_do)}) as r:
+        reply = r.invoke({}, timeout=20)
+        assert reply.status == 200
+        assert reply.header("X-Amz-Function-Error") == "Unhandled"
+        assert reply.json() == body
+
+
+def test_init_error_type_is_sanitised(tmp_path) -> None:
+    init_do = [{"post": "init/error", "body": "", "headers": {H_ERR: "not a type"}}, {"exit": 1}]
+    with scripted("--timeout", "5", env={"INIT_DO": json.dumps(init_do)}) as r:
+        reply = r.invoke({})
+        assert reply.header("X-Amz-Function-Error") == "Unhandled"
+        assert reply.json()["errorType"] == "Runtime.Unknown"  # type: ignore[index]
+
+
+def test_stderr_reaches_the_log_too(sr) -> None:
+    reply = do(sr, {"eprint": "to stderr"}, headers={"X-Amz-Log-Type": "Tail"})
+    assert reply.status == 200
+    sr.wait_for("^to stderr$")
+    log = base64.b64decode(reply.header("X-Amz-Log-Result") or "").decode()
+    assert "to stderr\n" in log
