@@ -1,40 +1,41 @@
 """JSON in and out of the runtime, with awslambdaric's semantics and orjson's speed.
 
-orjson does the common case. Whatever it refuses (integers beyond 64 bits, non-string keys) or
-would render differently from awslambdaric (datetimes and dataclasses, which awslambdaric
-refuses) goes to the standard library, whose error messages are the ones awslambdaric's users
-see. orjson itself is imported only once the first event is in hand (or by `preload` on a
-thread while the runtime waits), because importing it costs more than the whole interpreter
-start-up and must not delay the first `next`.
+orjson does the common case once it is loaded. Whatever it refuses (integers beyond 64 bits,
+non-string keys) or would render differently from awslambdaric (datetimes and dataclasses,
+which awslambdaric refuses) goes to the standard library, whose error messages are the ones
+awslambdaric's users see. Importing orjson costs more than the whole interpreter start-up, so
+it is never imported on the way to the first `next` nor during the first invocation: `preload`
+runs on a helper thread while the runtime waits, and until it is done the standard library
+does the work, with the same results.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any
 
 from runtime.errors import MARSHAL_ERROR, UNMARSHAL_ERROR, FaultError
 
-_orjson: Any = None
+TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
+if TYPE_CHECKING:
+    from typing import Any
+
+_orjson: Any = None  # set once orjson is fully imported, never while it is half-loaded
 _DUMPS_OPTIONS = 0
 
 
-def _load_orjson() -> Any:
-    global _orjson, _DUMPS_OPTIONS
-    if _orjson is None:
-        import orjson
-
-        _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-        _orjson = orjson
-    return _orjson
-
-
 def preload() -> None:
-    """Import orjson now (meant for a helper thread while the runtime blocks in `next`)."""
-    try:  # noqa: SIM105 (contextlib is an import the runtime does not otherwise need)
-        _load_orjson()
-    except ImportError:  # the stdlib fallback still works, only slower
-        pass
+    """Import orjson (on a helper thread while the runtime waits in `next`); until it is in,
+    every call here uses the standard library, which gives the same results."""
+    global _orjson, _DUMPS_OPTIONS
+    if _orjson is not None:
+        return
+    try:
+        import orjson
+    except ImportError:  # the stdlib path still works, only slower
+        return
+    _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    _orjson = orjson
 
 
 def _is_decimal(obj: Any) -> bool:
@@ -43,19 +44,23 @@ def _is_decimal(obj: Any) -> bool:
     return mod is not None and isinstance(obj, mod.Decimal)
 
 
+def _is_namedtuple(obj: Any) -> bool:
+    return isinstance(obj, tuple) and hasattr(obj, "_asdict")
+
+
 def _orjson_default(obj: Any) -> Any:
     # Decimals go out as their exact digits, as awslambdaric writes them; NaN as NaN
     if _is_decimal(obj):
         return _orjson.Fragment("NaN" if obj.is_nan() else str(obj))
     # named tuples become objects, as with simplejson
-    if isinstance(obj, tuple) and hasattr(obj, "_asdict"):
+    if _is_namedtuple(obj):
         return obj._asdict()
     raise TypeError
 
 
 def loads(body: bytes | str) -> Any:
-    """Parse JSON; errors surface as the standard library reports them."""
-    oj = _orjson or _try_load()
+    """Parse JSON; errors surface as the standard library words them."""
+    oj = _orjson
     if oj is not None:
         try:
             return oj.loads(body)
@@ -64,13 +69,6 @@ def loads(body: bytes | str) -> Any:
     import json
 
     return json.loads(body)
-
-
-def _try_load() -> Any:
-    try:
-        return _load_orjson()
-    except ImportError:
-        return None
 
 
 def decode_event(body: bytes, content_type: str | None) -> Any:
@@ -87,27 +85,36 @@ def encode_result(result: Any) -> tuple[bytes, str]:
     """The response body and its content type; `bytes` results are passed through as they are."""
     if isinstance(result, bytes):
         return result, "application/unknown"
-    oj = _orjson or _try_load()
+    oj = _orjson
     if oj is not None:
         try:
-            return oj.dumps(
-                result, default=_orjson_default, option=_DUMPS_OPTIONS
-            ), "application/json"
+            body: bytes = oj.dumps(result, default=_orjson_default, option=_DUMPS_OPTIONS)
+            return body, "application/json"
         except TypeError:
-            pass
+            pass  # e.g. integers beyond 64 bits or non-string keys: the stdlib handles those
     try:
         return _stdlib_dumps(result).encode("utf-8", "surrogatepass"), "application/json"
     except (TypeError, ValueError, OverflowError, RecursionError) as e:
         raise FaultError(MARSHAL_ERROR, f"Unable to marshal response: {e}") from None
 
 
+def _namedtuples_as_dicts(obj: Any) -> Any:
+    # the stdlib encoder writes every tuple as an array and never asks `default`
+    if isinstance(obj, dict):
+        return {k: _namedtuples_as_dicts(v) for k, v in obj.items()}
+    if _is_namedtuple(obj):
+        return {k: _namedtuples_as_dicts(v) for k, v in obj._asdict().items()}
+    if isinstance(obj, (list, tuple)):
+        return [_namedtuples_as_dicts(v) for v in obj]
+    return obj
+
+
 def _stdlib_dumps(result: Any) -> str:
     import json
-    import secrets
 
     # Decimals must come out as raw digits, which the stdlib encoder cannot emit: write a
     # unique placeholder string for each and substitute the digits afterwards.
-    token = "\x00" + secrets.token_hex(8)
+    token = "\x00" + os.urandom(8).hex()
     raws: list[str] = []
 
     def default(obj: Any) -> Any:
@@ -116,7 +123,13 @@ def _stdlib_dumps(result: Any) -> str:
             return f"{token}{len(raws) - 1}\x00"
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
-    text = json.dumps(result, ensure_ascii=False, allow_nan=True, default=default)
+    text = json.dumps(
+        _namedtuples_as_dicts(result),
+        ensure_ascii=False,
+        allow_nan=True,
+        default=default,
+        separators=(",", ":"),
+    )
     if raws:
         quoted = json.dumps(token)[:-1]
         for i, raw in enumerate(raws):
@@ -126,7 +139,7 @@ def _stdlib_dumps(result: Any) -> str:
 
 def dumps(obj: Any) -> bytes:
     """Encode the runtime's own payloads (error bodies): plain data, UTF-8 output."""
-    oj = _orjson or _try_load()
+    oj = _orjson
     if oj is not None:
         try:
             return oj.dumps(obj)  # type: ignore[no-any-return]
@@ -134,7 +147,8 @@ def dumps(obj: Any) -> bytes:
             pass
     import json
 
-    return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    text = json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass")
 
 
 def dumps_ascii(obj: Any) -> str:

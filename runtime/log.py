@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+
+TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
     from types import ModuleType
+    from typing import Any, Protocol
 
 _DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TEXT_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n"
@@ -62,9 +64,11 @@ request_id: str | None = None
 tenant_id: str | None = None
 
 
-class Sink(Protocol):
-    def log(self, msg: str, frame_type: int | None = None) -> None: ...
-    def log_error(self, lines: list[str]) -> None: ...
+if TYPE_CHECKING:
+
+    class Sink(Protocol):
+        def log(self, msg: str, frame_type: int | None = None) -> None: ...
+        def log_error(self, lines: list[str]) -> None: ...
 
 
 class StdoutSink:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]  # `signal` would import enum
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
 from runtime import log
 from runtime.client import Response, RuntimeClient
-from runtime.context import LambdaContext
+from runtime.codec import decode_event, dumps, encode_result
+from runtime.context import LambdaContext, freeze_environment
 from runtime.errors import (
     RESPONSE_TOO_LARGE,
     FaultError,
@@ -24,8 +24,11 @@ from runtime.errors import (
     make_error,
 )
 
+TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
+
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
     from runtime.handler import Handler
 
@@ -35,6 +38,7 @@ _INIT_WARNING = (
     "loaded; the error follows.\r"
 )
 _DEFAULT_RESPONSE_LIMIT = 6291556
+_PRELOAD_AFTER = 16  # invocations served back to back before preloading without waiting for idle
 
 
 class _Terminate(BaseException):
@@ -91,6 +95,7 @@ class Runtime:
         self._waiting = False
         self._terminating = False
         self._preloaded = False
+        self._served = 0
         self._async_handler = False
 
     # -- init -----------------------------------------------------------------------------
@@ -124,8 +129,6 @@ class Runtime:
     def report_init_error(self, error: dict[str, Any]) -> None:
         import logging
 
-        from runtime.codec import dumps
-
         logging.warning(_INIT_WARNING)
         log.log_error(error)
         try:
@@ -155,14 +158,18 @@ class Runtime:
         if handler is None:
             return 1
         self._async_handler = _is_coroutine_function(handler)
+        freeze_environment()
         self.install_sigterm()
         client = self.client
         try:
             while not self._terminating:
                 self._waiting = True
-                event = client.next(self._after_first_send if not self._preloaded else None)
+                event = client.next(None if self._preloaded else self._preload_now)
                 self._waiting = False
                 self.invoke(handler, event)
+                self._served += 1
+                if self._served == _PRELOAD_AFTER and not self._preloaded:
+                    self._preload_now()  # never idle: pay for the faster path now
                 if sys.stdout is not None:
                     sys.stdout.flush()
         except _Terminate:
@@ -172,8 +179,10 @@ class Runtime:
             client.close()
         return 0
 
-    def _after_first_send(self) -> None:
-        # the first `next` is on the wire: use the wait to import what invocations need
+    def _preload_now(self) -> None:
+        # Import what invocations will need (orjson; asyncio for async handlers) on a helper
+        # thread, during a wait for work: never on the way to the first `next`, and not while
+        # the first invocation is running if it was already waiting (a cold start).
         self._preloaded = True
         import _thread
 
@@ -192,8 +201,6 @@ class Runtime:
             del os.environ["_X_AMZN_TRACE_ID"]
         invocation_id = headers.get("lambda-runtime-invocation-id")
         extra = f"Lambda-Runtime-Invocation-Id: {invocation_id}\r\n" if invocation_id else ""
-
-        from runtime.codec import decode_event, encode_result
 
         try:
             context = LambdaContext(
@@ -229,8 +236,6 @@ class Runtime:
     def report_error(
         self, request_id: str, error: dict[str, Any], cause: str, extra: str = ""
     ) -> None:
-        from runtime.codec import dumps
-
         log.log_error(error)
         answer = self.client.post_error(
             request_id, dumps(error), header_error_type(error["errorType"]), cause, extra
