@@ -58,17 +58,47 @@ def _orjson_default(obj: Any) -> Any:
     raise TypeError
 
 
+class _NotJson(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+def _constant_position(text: str) -> int:
+    """Where the first NaN/Infinity outside a string starts (for the error message)."""
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "NI-" and text.startswith(("NaN", "Infinity", "-Infinity"), i):
+            return i
+    return 0
+
+
 def loads(body: bytes | str) -> Any:
-    """Parse JSON; errors surface as the standard library words them."""
+    """Parse strict JSON (no NaN or Infinity, as awslambdaric); errors worded as the stdlib's."""
     oj = _orjson
     if oj is not None:
         try:
             return oj.loads(body)
         except oj.JSONDecodeError:
-            pass  # the stdlib accepts more (NaN, big integers) and words its errors as expected
+            pass  # integers beyond 64 bits parse in the stdlib, and it words errors as expected
     import json
 
-    return json.loads(body)
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except _NotJson:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise json.JSONDecodeError("Expecting value", text, _constant_position(text)) from None
 
 
 def decode_event(body: bytes, content_type: str | None) -> Any:

@@ -283,7 +283,7 @@ class Runtime:
 
 def main(argv: list[str]) -> int:
     """`python -m runtime [HANDLER]`: the handler from argv, else from `_HANDLER`."""
-    spec = argv[1] if len(argv) > 1 else os.environ.get("_HANDLER", "")
+    spec = (argv[1] if len(argv) > 1 else "") or os.environ.get("_HANDLER", "")
     address = os.environ.get("AWS_LAMBDA_RUNTIME_API")
     if not address:
         sys.stderr.write("pyrie runtime: AWS_LAMBDA_RUNTIME_API is not set\n")

@@ -324,6 +324,7 @@ def run(
     expect_exit: bool = False,
     timeout: float = 10.0,
     api_options: dict[str, Any] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> Run:
     """Run `handler` under runtime `kind` ("ours" or "ric") for the given events, then stop it.
 
@@ -331,7 +332,7 @@ def run(
     the process is expected to end by itself (an init error)."""
     with FakeRuntimeApi(**(api_options or {})) as api:
         pushed = [api.push(**e) for e in events or []]
-        proc = start(kind, handler, api, env)
+        proc = start(kind, handler, api, env, pass_fds=pass_fds)
         try:
             if expect_exit:
                 proc.wait(timeout)
