@@ -295,7 +295,7 @@ def error_lines(stdout: str) -> list[str]:
     return [
         _STAMP.sub("<time>", line)
         for line in stdout.splitlines()
-        if "[ERROR]" in line or '"level": "ERROR"' in line and "errorType" in line
+        if "[ERROR]" in line or ('"level": "ERROR"' in line and "errorType" in line)
     ]
 
 
