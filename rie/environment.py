@@ -365,7 +365,7 @@ class Environment:
         self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
 
     def _timed_out(self, inv: Invocation) -> None:
-        if inv.state is not State.RUNNING:
+        if inv.state not in (State.RUNNING, State.STREAMING):
             return
         line = logs.timeout_line(inv.request_id, inv.timeout_s).encode()
         self._sink.write(line)

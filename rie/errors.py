@@ -81,6 +81,18 @@ class InternalServerError(RuntimeApiError):
     pass
 
 
+class RouteNotFound(RuntimeApiError):
+    status = 404
+    error_type = "NotFound"
+    default_message = "Not Found"
+
+
+class RouteMethodNotAllowed(RuntimeApiError):
+    status = 405
+    error_type = "MethodNotAllowed"
+    default_message = "Method Not Allowed"
+
+
 # --- Invoke API (served to callers) -----------------------------------------------------------
 
 

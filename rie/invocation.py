@@ -21,6 +21,7 @@ class State(enum.Enum):
     # values are the names used in InvalidStateTransition messages
     QUEUED = "Queued"  # accepted, not yet fetched by the runtime's `next`
     RUNNING = "Running"  # handed to the runtime
+    STREAMING = "Streaming"  # the runtime is streaming its response
     RESPONDED = "ResponseSent"
     ERRORED = "InvocationErrorResponse"
     TIMED_OUT = "Timeout"
@@ -33,6 +34,9 @@ class Move(enum.Enum):
     ERROR = "error"
     TIME_OUT = "time_out"
     FAIL = "fail"
+    STREAM = "stream"  # first bytes of a streamed response
+    STREAM_END = "stream_end"
+    STREAM_ERROR = "stream_error"  # error trailers after the first bytes
 
 
 _TARGET = {
@@ -41,6 +45,9 @@ _TARGET = {
     Move.ERROR: State.ERRORED,
     Move.TIME_OUT: State.TIMED_OUT,
     Move.FAIL: State.FAILED,
+    Move.STREAM: State.STREAMING,
+    Move.STREAM_END: State.RESPONDED,
+    Move.STREAM_ERROR: State.ERRORED,
 }
 
 _TRANSITIONS: dict[tuple[State, Move], State] = {
@@ -51,6 +58,11 @@ _TRANSITIONS: dict[tuple[State, Move], State] = {
     (State.RUNNING, Move.ERROR): State.ERRORED,
     (State.RUNNING, Move.TIME_OUT): State.TIMED_OUT,
     (State.RUNNING, Move.FAIL): State.FAILED,
+    (State.RUNNING, Move.STREAM): State.STREAMING,
+    (State.STREAMING, Move.STREAM_END): State.RESPONDED,
+    (State.STREAMING, Move.STREAM_ERROR): State.ERRORED,
+    (State.STREAMING, Move.TIME_OUT): State.TIMED_OUT,
+    (State.STREAMING, Move.FAIL): State.FAILED,
 }
 
 FINAL = frozenset({State.RESPONDED, State.ERRORED, State.TIMED_OUT, State.FAILED})
@@ -101,6 +113,7 @@ class Invocation:
     init_duration_ms: float | None = None  # set on the invocation that waited for an init
     tail: bytes = b""  # the last 4 KB of its log, when the caller asked for it
     on_final: Callable[[Invocation], None] | None = None
+    on_chunk: Callable[[bytes], None] | None = None  # set when the caller reads a stream
 
     # --- the moves -------------------------------------------------------------------------
 
@@ -135,6 +148,21 @@ class Invocation:
         if body is None:
             body = error_body(error_type, f"RequestId: {self.request_id} Error: {message}")
         self._finish(Move.FAIL, Outcome(body, function_error=True, error_type=error_type))
+
+    def start_stream(self) -> None:
+        """The runtime has started a streamed response; chunks follow through `on_chunk`."""
+        self._move(Move.STREAM)
+
+    def stream_chunk(self, data: bytes) -> None:
+        if self.on_chunk is not None:
+            self.on_chunk(data)
+
+    def end_stream(self, body: bytes) -> None:
+        """The stream ended; `body` is what was buffered of it (empty for a streaming caller)."""
+        self._finish(Move.STREAM_END, Outcome(body))
+
+    def fail_stream(self, body: bytes, error_type: str) -> None:
+        self._finish(Move.STREAM_ERROR, Outcome(body, function_error=True, error_type=error_type))
 
     def _finish(self, move: Move, outcome: Outcome) -> None:
         self._move(move)

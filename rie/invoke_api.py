@@ -7,19 +7,21 @@ reaches an environment; then it hands one invocation to the pool and renders its
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import os
+import re
 import time
-import uuid
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import eventstream
 from .config import Config
 from .errors import (
     ASYNC_PAYLOAD_LIMIT,
@@ -41,6 +43,7 @@ from .pool import EventQueue, Pool
 log = logging.getLogger("rie")
 
 PATH_INVOKE = "/2015-03-31/functions/{name}/invocations"
+PATH_INVOKE_STREAM = "/2021-11-15/functions/{name}/response-streaming-invocations"
 
 H_INVOCATION_TYPE = "X-Amz-Invocation-Type"
 H_LOG_TYPE = "X-Amz-Log-Type"
@@ -56,6 +59,7 @@ H_FUNCTION_ERROR = "X-Amz-Function-Error"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 # what `curl -d` sends unless told otherwise; no Lambda event is form data, so it means JSON
 _CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")  # header values passed on to the runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +73,15 @@ class Services:
 SERVICES = web.AppKey("services", Services)
 
 
-def new_trace_id() -> str:
-    return f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
+def new_ids() -> tuple[str, str]:
+    """A request id (a random UUID, version 4) and an X-Ray trace id, from one read of urandom."""
+    raw = bytearray(os.urandom(36))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    request_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+    trace_id = f"Root=1-{int(time.time()):08x}-{h[32:56]};Parent={h[56:72]};Sampled=0"
+    return request_id, trace_id
 
 
 def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> None:
@@ -101,13 +112,15 @@ def decode_client_context(value: str | None) -> str | None:
         raise InvalidRequestContent(f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes")
     try:
         text = base64.b64decode(value, validate=True).decode("utf-8")
-        if not isinstance(json.loads(text), dict):
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
             raise ValueError("not an object")
     except (binascii.Error, ValueError):
         raise InvalidRequestContent(
             "Client context must be a valid Base64-encoded JSON object."
         ) from None
-    return text
+    # it travels on as a header: the same JSON, written without line breaks or non-ASCII
+    return text if _PRINTABLE.fullmatch(text) else json.dumps(doc, separators=(",", ":"))
 
 
 async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
@@ -131,41 +144,46 @@ async def read_payload(request: web.Request, limit: int, operation: str) -> byte
     return bytes(body)
 
 
-async def invoke(request: web.Request) -> web.StreamResponse:
+async def accept(request: web.Request, operation: str) -> Invocation | web.Response:
+    """Validate an invoke request; the Invocation to run, or the answer to give at once."""
     services = request.app[SERVICES]
     config = services.config
     headers = request.headers
     resolve_function(config, request.match_info["name"], request.query.get("Qualifier"))
 
     invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
-    if invocation_type not in INVOCATION_TYPES:
+    allowed = INVOCATION_TYPES if operation == "InvokeFunction" else ("RequestResponse", "DryRun")
+    if invocation_type not in allowed:
         raise InvalidRequestContent(
-            f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(INVOCATION_TYPES)}"
+            f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(allowed)}"
         )
     log_type = headers.get(H_LOG_TYPE, "None")
     if log_type not in ("None", "Tail"):
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
+    for name in (H_TRACE, H_TENANT, H_COGNITO):
+        value = headers.get(name)
+        if value is not None and not _PRINTABLE.fullmatch(value):
+            raise InvalidRequestContent(f"Invalid value for header {name}")
     is_event = invocation_type == "Event"
     payload = await read_payload(
         request,
         ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
-        "InvokeAsync" if is_event else "InvokeFunction",
+        "InvokeAsync" if is_event else operation,
     )
     client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
-    request_id = str(uuid.uuid4())
+    request_id, new_trace = new_ids()
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={H_REQUEST_ID: request_id})
 
     content_type = headers.get("Content-Type")
     if not content_type or content_type == _CURL_DEFAULT_TYPE:
         content_type = "application/json"
-    trace_id = headers.get(H_TRACE) or new_trace_id()
     inv = Invocation(
         request_id,
         Request(
             payload=payload,
             content_type=content_type,
-            trace_id=trace_id,
+            trace_id=headers.get(H_TRACE) or new_trace,
             client_context=client_context,
             cognito_identity=headers.get(H_COGNITO),
             tenant_id=headers.get(H_TENANT),
@@ -178,21 +196,80 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     if is_event:
         services.events.submit(inv)
         return web.Response(status=202, headers={H_REQUEST_ID: request_id})
+    return inv
 
-    await services.pool.invoke(inv, config.queue_timeout_s)
+
+def _answer_headers(inv: Invocation, config: Config) -> dict[str, str]:
+    return {
+        H_REQUEST_ID: inv.request_id,
+        H_EXECUTED_VERSION: config.function_version,
+        H_TRACE: inv.request.trace_id,
+    }
+
+
+async def invoke(request: web.Request) -> web.StreamResponse:
+    accepted = await accept(request, "InvokeFunction")
+    if isinstance(accepted, web.Response):
+        return accepted
+    inv, services = accepted, request.app[SERVICES]
+    await services.pool.invoke(inv, services.config.queue_timeout_s)
     outcome = inv.outcome
     assert outcome is not None
-    out_headers = {
-        H_REQUEST_ID: request_id,
-        H_EXECUTED_VERSION: config.function_version,
-        H_TRACE: trace_id,
-        "Content-Type": "application/json",
-    }
+    headers = _answer_headers(inv, services.config)
+    headers["Content-Type"] = "application/json"
     if outcome.function_error:
-        out_headers[H_FUNCTION_ERROR] = "Unhandled"
+        headers[H_FUNCTION_ERROR] = "Unhandled"
     if inv.request.want_tail:
-        out_headers[H_LOG_RESULT] = base64.b64encode(inv.tail).decode()
-    return web.Response(body=outcome.body, headers=out_headers)
+        headers[H_LOG_RESULT] = base64.b64encode(inv.tail).decode()
+    return web.Response(body=outcome.body, headers=headers)
+
+
+async def invoke_streaming(request: web.Request) -> web.StreamResponse:
+    """InvokeWithResponseStream: the result as event-stream `PayloadChunk`s, then `InvokeComplete`.
+
+    A runtime that streams its response has each chunk passed on as it arrives; a buffered
+    response goes out as one chunk.
+    """
+    accepted = await accept(request, "InvokeWithResponseStream")
+    if isinstance(accepted, web.Response):
+        return accepted
+    inv, services = accepted, request.app[SERVICES]
+    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+    inv.on_chunk = chunks.put_nowait
+    run = asyncio.ensure_future(services.pool.invoke(inv, services.config.queue_timeout_s))
+    run.add_done_callback(lambda _: chunks.put_nowait(None))
+    response: web.StreamResponse | None = None
+
+    async def started() -> web.StreamResponse:
+        # headers go out with the first chunk, so that a throttled invoke can still answer 429
+        nonlocal response
+        if response is None:
+            response = web.StreamResponse(headers=_answer_headers(inv, services.config))
+            response.content_type = eventstream.CONTENT_TYPE
+            await response.prepare(request)
+        return response
+
+    while (chunk := await chunks.get()) is not None:
+        await (await started()).write(eventstream.encode("PayloadChunk", chunk))
+    await run  # raises the invoke's own errors (429, 503) when nothing was sent yet
+    outcome = inv.outcome
+    assert outcome is not None
+    stream = await started()
+    complete: dict[str, str] = {}
+    if outcome.function_error:
+        complete = {
+            "ErrorCode": outcome.error_type or "Unhandled",
+            "ErrorDetails": outcome.body.decode("utf-8", "replace"),
+        }
+    elif outcome.body:
+        await stream.write(eventstream.encode("PayloadChunk", outcome.body))
+    if inv.request.want_tail:
+        complete["LogResult"] = base64.b64encode(inv.tail).decode()
+    await stream.write(
+        eventstream.encode("InvokeComplete", json.dumps(complete).encode(), "application/json")
+    )
+    await stream.write_eof()
+    return stream
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -239,6 +316,7 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     for method, path, handler in (
         ("POST", PATH_INVOKE, invoke),
+        ("POST", PATH_INVOKE_STREAM, invoke_streaming),
         ("GET", "/metrics", metrics),
         ("GET", "/ping", ping),
     ):

@@ -111,11 +111,6 @@ def test_bad_client_context(lam) -> None:
     assert client.invoke(FunctionName="function", Payload=b"{}")["StatusCode"] == 200
 
 
-@pytest.mark.xfail(
-    reason="rie bug: no /2021-11-15/functions/{name}/response-streaming-invocations route "
-    "(REFERENCE §2, caller-side response streaming); answers 404 UnknownOperationException",
-    strict=True,
-)
 def test_invoke_with_response_stream(lam) -> None:
     _, client = lam
     resp = client.invoke_with_response_stream(

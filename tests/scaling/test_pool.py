@@ -46,7 +46,20 @@ def lambda_client(r: RieProcess):  # type: ignore[no-untyped-def]
     )
 
 
-def init_reports(r: RieProcess) -> int:
+def wait_reports(r: RieProcess, n: int) -> list[str]:
+    """The REPORT lines, once there are at least `n` of them."""
+    deadline = time.monotonic() + 10
+    while True:
+        reports = [line for line in r.output().splitlines() if line.startswith("REPORT")]
+        if len(reports) >= n or time.monotonic() > deadline:
+            return reports
+        time.sleep(0.02)
+
+
+def init_reports(r: RieProcess, after: object = None) -> int:
+    """REPORT lines with an Init Duration, once the REPORT of request id `after` is out."""
+    if after is not None:
+        r.wait_for(re.escape(f"REPORT RequestId: {after}"), 10)
     return sum(
         1
         for line in r.output().splitlines()
@@ -65,13 +78,16 @@ def test_parallel_invokes_run_in_parallel_environments() -> None:
         assert len({res["api"] for res in results}) == 4, "each environment has its own Runtime API"
         assert all(str(res["api"]).startswith("127.0.0.1:") for res in results)
         assert len({res["stream"] for res in results}) == 4
+        for res in results:
+            r.wait_for(re.escape(f"REPORT RequestId: {res['request_id']}"), 10)
         tmpdirs = {str(res["tmpdir"]) for res in results}
         assert len(tmpdirs) == 4 and all(Path(t).is_dir() for t in tmpdirs)
         assert init_reports(r) == 4
         # warm reuse: the next invokes, one at a time, init nothing and land on the most recently used
-        pids = {invoke_json(r, {"n": i})["pid"] for i in range(5)}
+        warm = [invoke_json(r, {"n": i}) for i in range(5)]
+        pids = {res["pid"] for res in warm}
         assert len(pids) == 1 and pids <= {res["pid"] for res in results}
-        assert init_reports(r) == 4
+        assert init_reports(r, after=warm[-1]["request_id"]) == 4
     for t in tmpdirs:
         assert not Path(t).exists(), "an environment's TMPDIR goes when it retires"
 
@@ -135,7 +151,7 @@ def test_idle_environments_retire() -> None:
         assert not {res["pid"] for res in first} & set(session), "retired runtimes are gone"
         again = invoke_json(r, {})
         assert again["pid"] not in {res["pid"] for res in first}
-        assert init_reports(r) == 3
+        assert init_reports(r, after=again["request_id"]) == 3
 
 
 def test_provisioned_environments_answer_the_first_invoke_warm() -> None:
@@ -144,9 +160,9 @@ def test_provisioned_environments_answer_the_first_invoke_warm() -> None:
         assert len(pids_in_session(r.proc.pid)) >= 3  # type: ignore[union-attr]
         results = parallel(r, [{"action": "sleep", "s": 0.3} for _ in range(2)])
         assert all(res["init_type"] == "provisioned-concurrency" for res in results)
-        assert init_reports(r) == 0
-        reports = [line for line in r.output().splitlines() if line.startswith("REPORT")]
+        reports = wait_reports(r, 2)
         assert len(reports) == 2
+        assert init_reports(r) == 0
 
 
 def test_event_invokes_retry_then_write_a_failure_record(tmp_path: Path) -> None:
@@ -244,6 +260,7 @@ def test_managed_instances_mode_runs_several_invocations_in_one_environment(runt
         assert elapsed < 1.4, (
             f"three 0.5 s invocations overlapped in one environment ({elapsed:.2f} s)"
         )
+        assert len(wait_reports(r, 3)) == 3
         assert init_reports(r) == 1
         if runtime == "python":
             assert {res["max_concurrency"] for res in results} == {"3"}
