@@ -92,7 +92,9 @@ class RieProcess:
         with self._cond:
             return "\n".join(self.lines)
 
-    def wait_for(self, pattern: str | re.Pattern[str], timeout: float = 10.0, start: int = 0) -> re.Match[str]:
+    def wait_for(
+        self, pattern: str | re.Pattern[str], timeout: float = 10.0, start: int = 0
+    ) -> re.Match[str]:
         """Wait for a line of output matching `pattern` (searched from line `start`)."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
@@ -103,10 +105,14 @@ class RieProcess:
                     if m:
                         return m
                 if "<EOF>" in self.lines[-1:]:
-                    raise AssertionError(f"rie exited before printing {rx.pattern!r}:\n" + "\n".join(self.lines))
+                    raise AssertionError(
+                        f"rie exited before printing {rx.pattern!r}:\n" + "\n".join(self.lines)
+                    )
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no line matching {rx.pattern!r} in:\n" + "\n".join(self.lines))
+                    raise AssertionError(
+                        f"no line matching {rx.pattern!r} in:\n" + "\n".join(self.lines)
+                    )
                 self._cond.wait(left)
 
     def request(
@@ -135,7 +141,9 @@ class RieProcess:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> Reply:
-        body = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        body = (
+            raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        )
         return self.request("POST", INVOKE_PATH.format(name=name), body, headers, timeout)
 
     @property
@@ -151,7 +159,9 @@ class RieProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-                raise AssertionError("rie did not exit within the grace period:\n" + self.output()) from None
+                raise AssertionError(
+                    "rie did not exit within the grace period:\n" + self.output()
+                ) from None
         return self.proc.returncode
 
     def __enter__(self) -> RieProcess:
