@@ -24,6 +24,8 @@ DEFAULT_IDLE_TIMEOUT_S = 600.0
 INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
 USER_ENV_LIMIT = 4096
+# this project's Python runtime client; `-c` rather than `-m runtime`, which costs runpy's imports
+RUNTIME_ENTRY = "import sys; from runtime.loop import main; sys.exit(main(sys.argv))"
 BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
 
 
@@ -298,7 +300,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         if found:
             command = [found]
         elif handler:
-            command = [sys.executable, "-m", "runtime"]
+            command = [sys.executable, "-c", RUNTIME_ENTRY]
         else:
             raise ConfigError(
                 "no bootstrap: give a COMMAND, put an executable bootstrap in the task root, "

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import enum
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -188,7 +189,11 @@ class Environment:
     async def _start_process(self) -> None:
         try:
             process = await spawn(
-                self.config.command, self.runtime_environment(), self.config.task_root, self._output
+                self.config.command,
+                self.runtime_environment(),
+                self.config.task_root,
+                self._output,
+                cgroup_name=f"pyrie-{os.getpid()}-env{self.id}-{self.init_count + 1}",
             )
         except OSError as exc:
             log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
@@ -203,6 +208,8 @@ class Environment:
             return
         self.process = process
         self.init_count += 1
+        self.peak_memory_bytes = 0  # a fresh process is a fresh sandbox, as after a Lambda reset
+        self._memory_sampled_at = 0.0
         limit = self.config.timeout_s if self._suppressed_init else self.config.init_timeout_s
         self._init_timer = asyncio.get_running_loop().call_later(
             limit, self._init_timed_out, process
@@ -411,6 +418,7 @@ class Environment:
         self.process = None
         process.drain_output()
         process.signal_group(9)  # whatever it left behind in its group goes with it
+        process.release()
         self._after_exit(process, code)
 
     def _after_exit(self, process: Process, code: int) -> None:

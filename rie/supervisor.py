@@ -4,6 +4,11 @@ Invariant: every process is started as the leader of its own session (so its pro
 everything the function starts), and nothing leaves here without the group being killed: a reset or
 a retirement kills the group, not just the leader, so no grandchild outlives its environment.
 Output (stdout and stderr on one pipe, so their order is kept) goes to a callback as it arrives.
+
+Memory: where the machine lets us make one, each runtime process gets a memory cgroup of its own,
+whose peak counts every process the function ran, even those that have already exited (Lambda's
+figure comes from the sandbox's cgroup too). Everywhere, /proc gives the peak RSS of the leader and
+the RSS of its living descendants; the larger of the two figures is reported.
 """
 
 from __future__ import annotations
@@ -33,10 +38,15 @@ class Process:
     """A started runtime: its process group, its output pipe and its exit."""
 
     def __init__(
-        self, proc: asyncio.subprocess.Process, read_fd: int, on_output: Callable[[bytes], None]
+        self,
+        proc: asyncio.subprocess.Process,
+        read_fd: int,
+        on_output: Callable[[bytes], None],
+        cgroup: MemoryCgroup | None = None,
     ) -> None:
         self._proc = proc
         self.pid = proc.pid
+        self._cgroup = cgroup
         self.started_at = time.perf_counter()
         self._read_fd: int | None = read_fd
         self._on_output = on_output
@@ -102,17 +112,32 @@ class Process:
         code = await self.exited
         self.drain_output()
         self._close_output()
+        self.release()
         return code
 
+    def release(self) -> None:
+        """Let go of what outlives the process: its memory cgroup, once its processes have left
+        it (killed processes take a moment; the next start sweeps up whatever is left)."""
+        cgroup, self._cgroup = self._cgroup, None
+        if cgroup is not None and not cgroup.remove():
+            for delay in (0.05, 0.25, 1.0, 5.0):
+                self._loop.call_later(delay, cgroup.remove)
+
     def memory_used_bytes(self) -> int:
-        """Peak RSS of the leader plus the current RSS of its descendants (0 once it is gone)."""
-        return _status_kb(self.pid, b"VmHWM:") * 1024 + sum(
-            _status_kb(child, b"VmRSS:") * 1024 for child in _descendants(self.pid)
-        )
+        """The peak memory of the process group, as well as this machine lets us know it."""
+        leader = _status_kb(self.pid, b"VmHWM:") * 1024
+        peak = self._cgroup.peak_bytes() if self._cgroup is not None else None
+        if peak is not None:
+            return max(peak, leader)
+        return leader + sum(_status_kb(child, b"VmHWM:") * 1024 for child in _descendants(self.pid))
 
 
 async def spawn(
-    command: Sequence[str], env: Mapping[str, str], cwd: str, on_output: Callable[[bytes], None]
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    on_output: Callable[[bytes], None],
+    cgroup_name: str | None = None,
 ) -> Process:
     read_fd, write_fd = os.pipe()
     try:
@@ -130,7 +155,98 @@ async def spawn(
         raise
     finally:
         os.close(write_fd)
-    return Process(proc, read_fd, on_output)
+    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
+    if cgroup is not None and not cgroup.adopt(proc.pid):
+        cgroup.remove()
+        cgroup = None
+    return Process(proc, read_fd, on_output, cgroup)
+
+
+class MemoryCgroup:
+    """A memory cgroup made for one runtime process, under the emulator's own (v1 or v2)."""
+
+    _base: str | bool | None = False  # where ours are made; None when the machine allows none
+
+    def __init__(self, path: str, peak_file: str) -> None:
+        self.path = path
+        self._peak_file = peak_file
+
+    @classmethod
+    def _find_base(cls) -> str | None:
+        try:
+            with open("/proc/self/cgroup", encoding="ascii") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                return "/sys/fs/cgroup/memory" + path.rstrip("/")
+        for line in lines:
+            if line.startswith("0::"):
+                return "/sys/fs/cgroup" + line[3:].rstrip("/")
+        return None
+
+    @classmethod
+    def _sweep(cls, base: str) -> None:
+        """Remove groups left by emulators that are gone (killed before they could clean up)."""
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return
+        for name in names:
+            owner = name.split("-")[1] if name.startswith("pyrie-") else ""
+            if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+                with contextlib.suppress(OSError):
+                    os.rmdir(os.path.join(base, name))
+
+    @classmethod
+    def create(cls, name: str) -> MemoryCgroup | None:
+        if cls._base is False:
+            cls._base = cls._find_base()
+            if cls._base is not None:
+                cls._sweep(cls._base)
+        base = cls._base
+        if not isinstance(base, str):
+            return None
+        path = os.path.join(base, name)
+        try:
+            os.mkdir(path)
+        except OSError:
+            cls._base = None  # not allowed here: do not try again
+            return None
+        for peak in ("memory.max_usage_in_bytes", "memory.peak"):
+            if os.path.exists(os.path.join(path, peak)):
+                return cls(path, os.path.join(path, peak))
+        with contextlib.suppress(OSError):
+            os.rmdir(path)  # a v2 group without the memory controller tells us nothing
+        cls._base = None
+        return None
+
+    def adopt(self, pid: int) -> bool:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs"), "w", encoding="ascii") as f:
+                f.write(str(pid))
+        except OSError:
+            return False
+        return True
+
+    def peak_bytes(self) -> int | None:
+        try:
+            with open(self._peak_file, "rb") as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self) -> bool:
+        """Remove the group if it is empty; True once it is gone."""
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return True
 
 
 def _status_kb(pid: int, key: bytes) -> int:

@@ -3,7 +3,9 @@
 orjson does the common case once it is loaded. Whatever it refuses (integers beyond 64 bits,
 non-string keys) or would render differently from awslambdaric (datetimes and dataclasses,
 which awslambdaric refuses) goes to the standard library, whose error messages are the ones
-awslambdaric's users see. Importing orjson costs more than the whole interpreter start-up, so
+awslambdaric's users see. Where orjson goes beyond awslambdaric (UUIDs and Enums are written,
+NaN and the infinities become null), the standard-library path does the same, so a result never
+comes out differently on the first invocation than on later ones. Importing orjson costs more than the whole interpreter start-up, so
 it is never imported on the way to the first `next` nor during the first invocation: `preload`
 runs on a helper thread while the runtime waits, and until it is done the standard library
 does the work, with the same results.
@@ -139,6 +141,16 @@ def _namedtuples_as_dicts(obj: Any) -> Any:
     return obj
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _stdlib_dumps(result: Any) -> str:
     import json
 
@@ -151,15 +163,26 @@ def _stdlib_dumps(result: Any) -> str:
         if _is_decimal(obj):
             raws.append("NaN" if obj.is_nan() else str(obj))
             return f"{token}{len(raws) - 1}\x00"
+        # what orjson writes natively is written the same way here, so that a result comes
+        # out the same before and after orjson is loaded
+        uuid_module = sys.modules.get("uuid")
+        if uuid_module is not None and isinstance(obj, uuid_module.UUID):
+            return str(obj)
+        enum_module = sys.modules.get("enum")
+        if enum_module is not None and isinstance(obj, enum_module.Enum):
+            return obj.value
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
-    text = json.dumps(
-        _namedtuples_as_dicts(result),
-        ensure_ascii=False,
-        allow_nan=True,
-        default=default,
-        separators=(",", ":"),
-    )
+    data = _namedtuples_as_dicts(result)
+    try:
+        text = json.dumps(
+            data, ensure_ascii=False, allow_nan=False, default=default, separators=(",", ":")
+        )
+    except ValueError as e:
+        if "Out of range float" not in str(e):
+            raise
+        # orjson writes NaN and the infinities as null (they are not JSON)
+        text = json.dumps(_finite(data), ensure_ascii=False, default=default, separators=(",", ":"))
     if raws:
         quoted = json.dumps(token)[:-1]
         for i, raw in enumerate(raws):

@@ -1,0 +1,83 @@
+"""The runtime's two serialisation paths (the standard library before orjson is loaded, orjson
+after) must give the same result for the same value, or the first invocation would answer
+differently from the rest."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import decimal
+import enum
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from runtime import codec
+from runtime.errors import FaultError
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+VALUES: list[Any] = [
+    None,
+    "héllo ☃",
+    {"a": [1, 2.5, True, None]},
+    (1, 2),
+    Pair(1, "b"),
+    decimal.Decimal("1.10"),
+    decimal.Decimal("NaN"),
+    2**70,
+    {1: "non-string key"},
+    float("nan"),
+    [float("inf"), float("-inf")],
+    uuid.UUID(int=1),
+    Color.RED,
+    {"nested": {"u": uuid.UUID(int=2), "e": Color.RED, "n": float("nan")}},
+]
+UNSERIALISABLE: list[Any] = [datetime.datetime(2024, 1, 2), {1, 2}, Point(1), object()]
+
+
+def encode(value: Any, with_orjson: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    if with_orjson:
+        codec.preload()
+        assert codec._orjson is not None
+    else:
+        monkeypatch.setattr(codec, "_orjson", None)
+    try:
+        body, _ = codec.encode_result(value)
+    except FaultError as e:
+        return "error", str(e)
+    return "ok", json.loads(body, parse_constant=lambda c: f"<{c}>")
+
+
+@pytest.mark.parametrize("value", VALUES + UNSERIALISABLE, ids=repr)
+def test_both_paths_give_the_same_answer(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = encode(value, with_orjson=False, monkeypatch=monkeypatch)
+    monkeypatch.undo()
+    after = encode(value, with_orjson=True, monkeypatch=monkeypatch)
+    assert before == after
+    if any(value is v for v in UNSERIALISABLE):
+        assert before[0] == "error" and "is not JSON serializable" in before[1]
+    else:
+        assert before[0] == "ok"
+
+
+def test_non_finite_floats_become_null_and_decimal_keeps_its_digits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(codec, "_orjson", None)
+    body, content_type = codec.encode_result({"n": float("nan"), "d": decimal.Decimal("1.10")})
+    assert content_type == "application/json"
+    assert body == b'{"n":null,"d":1.10}'
