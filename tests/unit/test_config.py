@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import ConfigError, load
+from rie.config import RUNTIME_ENTRY, ConfigError, load
 
 
 @pytest.fixture
@@ -116,10 +116,8 @@ def test_runtime_environment(bootstrap: Path, tmp_path: Path) -> None:
 
 def test_handler_without_command_runs_the_python_runtime(tmp_path: Path) -> None:
     c = load(["--task-root", str(tmp_path), "--handler", "app.handler"], {})
-    assert c.command == (os.path.realpath(sys.executable), "-m", "runtime") or c.command[1:] == (
-        "-m",
-        "runtime",
-    )
+    assert c.command[1:] == ("-c", RUNTIME_ENTRY)
+    assert os.path.samefile(c.command[0], sys.executable)
 
 
 def test_bootstrap_in_task_root_is_found(bootstrap: Path, tmp_path: Path) -> None:
