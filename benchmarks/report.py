@@ -115,12 +115,16 @@ def goals(results: Results) -> list[dict[str, Any]]:
         _row(results, "runtime_client", variant="awslambdaric"),
     )
     if ratio and rt and ric:
+        # judged on what the client itself costs: its CPU per invocation. The round trip also
+        # holds the floor server's share, the same for every client, which compresses the ratio.
         cpu = ric["cpu_us_per_invoke"] / rt["cpu_us_per_invoke"] if rt["cpu_us_per_invoke"] else 0.0
         add(
             "client",
-            ratio["median"] >= 1.5,
-            f"awslambdaric / runtime = {ratio['median']:.2f}× per round trip (rounds {ratio['min']:.2f}–{ratio['max']:.2f}; "
-            f"{ric['median_us']:.0f} vs {rt['median_us']:.0f} µs); client CPU {cpu:.2f}×",
+            cpu >= 1.5,
+            f"awslambdaric / runtime = {cpu:.2f}× client CPU per invocation "
+            f"({ric['cpu_us_per_invoke']:.0f} vs {rt['cpu_us_per_invoke']:.0f} µs); "
+            f"round trip through the shared floor server {ratio['median']:.2f}× "
+            f"(rounds {ratio['min']:.2f}–{ratio['max']:.2f}; {ric['median_us']:.0f} vs {rt['median_us']:.0f} µs)",
         )
     else:
         add("client", None, "not measured (`runtime` or awslambdaric missing)")

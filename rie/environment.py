@@ -119,11 +119,22 @@ class Environment:
 
     # --- life of the environment -----------------------------------------------------------
 
-    async def open(self, factory: EndpointFactory) -> None:
-        """Bind this environment's Runtime API endpoint; start the runtime if work is waiting."""
-        self.endpoint = await factory(self)
+    async def open(self, factory: EndpointFactory) -> bool:
+        """Bind this environment's Runtime API endpoint; start the runtime if work is waiting.
+
+        If no endpoint can be had, whatever was assigned here is answered with the error and the
+        environment retires (False)."""
+        try:
+            self.endpoint = await factory(self)
+        except OSError as exc:
+            log.error("environment %d: cannot open its Runtime API: %s", self.id, exc)
+            self.state = EnvState.RETIRED
+            self._fail_queued("Runtime.Unknown", f"the Runtime API could not listen: {exc}")
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            return False
         if self.queued and self.state is EnvState.COLD:
             self._start()
+        return True
 
     def assign(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> None:
         """Take an invocation (the pool has checked there is a free slot)."""
@@ -418,12 +429,15 @@ class Environment:
         self.process = None
         process.drain_output()
         process.signal_group(9)  # whatever it left behind in its group goes with it
+        # a memory cgroup still knows the peak of a process that is gone
+        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         process.release()
         self._after_exit(process, code)
 
     def _after_exit(self, process: Process, code: int) -> None:
         if self.state is EnvState.RETIRED:
             return
+        failed_init = self.state is EnvState.INITIALIZING
         for waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
@@ -451,7 +465,9 @@ class Environment:
             inv.fail("Runtime.ExitError", reason)
         self.state = EnvState.COLD
         self._settle_warm()
-        if self.queued or self.provisioned or self._suppressed_init:
+        # a provisioned environment is made ready again, unless its init is what fails (then it
+        # inits on demand, so that a broken function does not restart in a loop)
+        if self.queued or self._suppressed_init or (self.provisioned and not failed_init):
             self._start()
 
     def _fail_queued(self, error_type: str, message: str) -> None:

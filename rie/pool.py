@@ -65,7 +65,9 @@ class Pool:
         warm = [self._create(provisioned=True) for _ in range(self.config.provisioned)]
         if not warm and self.config.init_eagerly:
             warm.append(self._create(provisioned=False))
-        await asyncio.gather(*(env.open(self._endpoint_factory) for env in warm))
+        opened = await asyncio.gather(*(env.open(self._endpoint_factory) for env in warm))
+        warm = [env for env, ok in zip(warm, opened, strict=True) if ok]
+        self.envs = [env for env in self.envs if env.state is not EnvState.RETIRED]
         if warm:
             ready = await asyncio.gather(*(env.warm() for env in warm))
             if not all(ready):
@@ -134,9 +136,14 @@ class Pool:
             if len(self.envs) >= self.config.max_concurrency or self.closing:
                 return False
             env = self._create(provisioned=False)
-            self._spawn(env.open(self._endpoint_factory))
+            self._spawn(self._open(env))
         env.assign(inv, on_done)
         return True
+
+    async def _open(self, env: Environment) -> None:
+        if not await env.open(self._endpoint_factory) and env in self.envs:
+            self.envs.remove(env)  # its invocations were answered; the slot is free again
+            self._serve_waiters()
 
     def _pick(self) -> Environment | None:
         """A warm environment with a free slot, most recently used first (so others can retire)."""

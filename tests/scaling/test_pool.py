@@ -302,3 +302,18 @@ def test_metrics_and_shutdown_summary() -> None:
     )
     assert summary.group(1) == "2" and summary.group(2) == "1"
     assert float(summary.group(3)) > 0
+
+
+def test_a_provisioned_environment_whose_init_fails_does_not_restart_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    starts = tmp_path / "starts"
+    bootstrap = tmp_path / "bootstrap"
+    bootstrap.write_text(f"#!/bin/sh\necho started >> {starts}\nexit 1\n")
+    bootstrap.chmod(0o755)
+    with rie("--provisioned", "1", "--", str(bootstrap)) as r:
+        time.sleep(1.0)
+        assert starts.read_text().count("started") == 1
+        reply = r.invoke({})
+        assert reply.status == 200 and reply.json()["errorType"] == "Runtime.ExitError"  # type: ignore[index]
+        assert starts.read_text().count("started") == 2, "an invoke inits it again, on demand"
