@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rie.config import RUNTIME_ENTRY
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 HANDLERS = BENCH_DIR / "handlers"
@@ -159,8 +161,9 @@ class Client:
 
 
 CLIENTS: dict[str, Client] = {
+    # started as rie and `bootstrap` start it (`-c`: `-m` would add runpy's imports)
     "runtime": Client(
-        "runtime", lambda h: [PYTHON, "-m", "runtime", h], "runtime.__main__", "import runtime.loop"
+        "runtime", lambda h: [PYTHON, "-c", RUNTIME_ENTRY, h], "runtime.loop", "import runtime.loop"
     ),
     "awslambdaric": Client(
         "awslambdaric",

@@ -207,3 +207,18 @@ def pids_in_session(sid: int) -> list[int]:
 
 def strip(lines: Iterable[str]) -> list[str]:
     return [line.rstrip() for line in lines]
+
+
+def boto_client(r: RieProcess):  # type: ignore[no-untyped-def]
+    """A boto3 Lambda client for this rie, without retries (so a 429 is seen as it is)."""
+    import boto3
+    import botocore.config
+
+    return boto3.client(
+        "lambda",
+        endpoint_url=r.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=botocore.config.Config(retries={"max_attempts": 0}, read_timeout=60),
+    )

@@ -120,17 +120,3 @@ def sr() -> Iterator[RieProcess]:
     """One scripted-runtime rie for a module (timeout 5 s)."""
     with scripted("--timeout", "5") as r:
         yield r
-
-
-def boto_client(r: RieProcess):  # type: ignore[no-untyped-def]
-    import boto3
-    import botocore.config
-
-    return boto3.client(
-        "lambda",
-        endpoint_url=r.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=botocore.config.Config(retries={"max_attempts": 0}, read_timeout=60),
-    )

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.helpers import RieProcess
-from tests.rie.conftest import boto_client, ric
+from tests.helpers import RieProcess, boto_client
+from tests.rie.conftest import ric
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from tests.helpers import RieProcess, pids_in_session, rie
+from tests.helpers import RieProcess, boto_client, pids_in_session, rie
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PY_RUNTIME = ["--task-root", str(FIXTURES), "--handler", "fn.handler"]
@@ -33,17 +31,6 @@ def parallel(
 ) -> list[dict[str, object]]:
     with ThreadPoolExecutor(workers or len(events)) as ex:
         return list(ex.map(lambda e: invoke_json(r, e), events))
-
-
-def lambda_client(r: RieProcess):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "lambda",
-        endpoint_url=r.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 0}, read_timeout=30),
-    )
 
 
 def wait_reports(r: RieProcess, n: int) -> list[str]:
@@ -94,7 +81,7 @@ def test_parallel_invokes_run_in_parallel_environments() -> None:
 
 def test_throttled_at_the_limit_through_boto3() -> None:
     with rie(*PY_RUNTIME, "--max-concurrency", "2") as r:
-        client = lambda_client(r)
+        client = boto_client(r)
         with ThreadPoolExecutor(3) as ex:
             busy = [ex.submit(invoke_json, r, {"action": "sleep", "s": 1.5}) for _ in range(2)]
             r.wait_for(r"START RequestId.*", 10)
