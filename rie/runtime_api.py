@@ -177,9 +177,15 @@ class RuntimeApiProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._busy is not None:
+            # a runtime that hangs up while waiting in `next` is gone (a closed socket and a
+            # half-closed one look alike from here): it must not be handed an invocation
+            self._busy.cancel()
+            self._busy = None
+            return False
         self._advance()
-        # keep the write half open while a request is being answered
-        return self._req is not None or self._busy is not None
+        # keep the write half open while a request body is being read (to answer a truncation)
+        return self._req is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_lost(self)
@@ -198,7 +204,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         try:
             while not self._closing and self._busy is None:
                 if self._req is None:
-                    end = self._buf.find(b"\r\n\r\n")
+                    end = self._buf.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
                     if end < 0:
                         if len(self._buf) > _HEAD_LIMIT:
                             self._send(
@@ -207,6 +213,8 @@ class RuntimeApiProtocol(asyncio.Protocol):
                                 close=True,
                             )
                         elif self._eof:
+                            if self._buf.strip():
+                                raise _BadRequest("incomplete request head")
                             self._close()
                         return
                     head = bytes(self._buf[:end])
