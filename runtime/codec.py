@@ -26,6 +26,15 @@ _orjson: Any = None  # set once orjson is fully imported, never while it is half
 _DUMPS_OPTIONS = 0
 
 
+_LONG_DIGITS: Any = None  # compiled with orjson: `re` is loaded by then anyway
+
+
+def _long_digits(body: bytes | str) -> Any:
+    return _LONG_DIGITS.search(
+        body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
+    )
+
+
 def preload() -> None:
     """Import orjson (on a helper thread while the runtime waits in `next`); until it is in,
     every call here uses the standard library, which gives the same results."""
@@ -36,6 +45,10 @@ def preload() -> None:
         import orjson
     except ImportError:  # the stdlib path still works, only slower
         return
+    import re
+
+    global _LONG_DIGITS
+    _LONG_DIGITS = re.compile(rb"[0-9]{19}")
     _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
     _orjson = orjson
 
@@ -89,11 +102,13 @@ def _constant_position(text: str) -> int:
 def loads(body: bytes | str) -> Any:
     """Parse strict JSON (no NaN or Infinity, as awslambdaric); errors worded as the stdlib's."""
     oj = _orjson
-    if oj is not None:
+    # orjson reads an integer beyond 64 bits as a float; awslambdaric keeps it exact. Only a run
+    # of 19 or more digits can be one, so only such bodies go to the stdlib.
+    if oj is not None and _long_digits(body) is None:
         try:
             return oj.loads(body)
         except oj.JSONDecodeError:
-            pass  # integers beyond 64 bits parse in the stdlib, and it words errors as expected
+            pass  # the stdlib words errors as awslambdaric's users expect
     import json
 
     try:

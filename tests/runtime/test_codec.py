@@ -81,3 +81,24 @@ def test_non_finite_floats_become_null_and_decimal_keeps_its_digits(
     body, content_type = codec.encode_result({"n": float("nan"), "d": decimal.Decimal("1.10")})
     assert content_type == "application/json"
     assert body == b'{"n":null,"d":1.10}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"big": 123456789012345678901234567890, "max": 9223372036854775807}',
+        b'{"u64": 18446744073709551616, "neg": -9223372036854775809}',
+        '{"s": "12345678901234567890 in a string", "n": 1}',
+        b"[1.5, 2, 3]",
+    ],
+)
+def test_events_parse_the_same_before_and_after_orjson(
+    body: bytes | str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(codec, "_orjson", None)
+    before = codec.loads(body)
+    monkeypatch.undo()
+    codec.preload()
+    after = codec.loads(body)
+    assert before == after and type(before) is type(after)
+    assert json.dumps(before) == json.dumps(after)  # ints stay ints, exactly
