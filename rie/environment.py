@@ -90,7 +90,8 @@ class Environment:
         self._metrics = metrics
         self._on_slot_free = on_slot_free
         self._recent: collections.OrderedDict[str, Invocation] = collections.OrderedDict()
-        self._waiters: collections.deque[asyncio.Future[Invocation]] = collections.deque()
+        # runtimes waiting in `next`: each is handed its invocation through this callback
+        self._waiters: collections.deque[Callable[[Invocation], None]] = collections.deque()
         self._done_callbacks: dict[str, Callable[[Invocation], None]] = {}
         self._tails: dict[str, logs.Tail] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -238,12 +239,14 @@ class Environment:
 
     # --- the runtime's side (called by the Runtime API handlers) ---------------------------
 
-    async def next_invocation(self) -> Invocation:
+    def request_next(self, deliver: Callable[[Invocation], None]) -> Invocation | None:
+        """The runtime asks for its next invocation: returned at once if one is waiting, else
+        handed to `deliver` when one comes (until `cancel_next`)."""
         if self.state is EnvState.INITIALIZING and self._init_error is None:
             self._init_finished()
         if self._init_error is not None or self.state is not EnvState.READY:
             # a runtime that reported a failed init, or one being reset, gets nothing more
-            await asyncio.get_running_loop().create_future()
+            return None
         if self.capacity == 1 and self.running:
             # the official emulator's behaviour: a second `next` gets the active event again
             return next(iter(self.running.values()))
@@ -251,26 +254,20 @@ class Environment:
             inv = self.queued.popleft()
             self._dispatch(inv)
             return inv
-        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            return await waiter
-        finally:
-            # a waiter that got an invocation was already taken off the queue; only a cancelled
-            # one is still in it (and removing an absent item would cost a repr of it)
-            if not waiter.done() or waiter.cancelled():
-                waiter.cancel()
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
+        self._waiters.append(deliver)
+        return None
+
+    def cancel_next(self, deliver: Callable[[Invocation], None]) -> None:
+        """A runtime waiting in `next` has gone: it must not be handed an invocation."""
+        if deliver in self._waiters:
+            self._waiters.remove(deliver)
 
     def _hand_to_waiters(self) -> None:
         while self.queued and self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.done():
-                continue
+            deliver = self._waiters.popleft()
             inv = self.queued.popleft()
             self._dispatch(inv)
-            waiter.set_result(inv)
+            deliver(inv)
 
     def lookup(self, request_id: str, target: State) -> Invocation:
         """The running invocation with this id; 403 if it is already over here, 400 if unknown."""
@@ -438,9 +435,7 @@ class Environment:
         if self.state is EnvState.RETIRED:
             return
         failed_init = self.state is EnvState.INITIALIZING
-        for waiter in self._waiters:
-            waiter.cancel()
-        self._waiters.clear()
+        self._waiters.clear()  # their connections go with the process
         if self._init_timer is not None:
             self._init_timer.cancel()
             self._init_timer = None

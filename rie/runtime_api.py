@@ -162,7 +162,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._req: _Request | None = None  # the request whose body is being read
         self._chunk_left = -1  # chunked bodies: bytes left in this chunk; -1 a size line is next
         self._in_trailers = False
-        self._busy: asyncio.Task[None] | None = None  # a `next` waiting for its invocation
+        self._waiting: bool | None = None  # a `next` is waiting: whether to keep the connection
         self._eof = False
         self._closing = False
 
@@ -177,11 +177,11 @@ class RuntimeApiProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
-        if self._busy is not None:
+        if self._waiting is not None:
             # a runtime that hangs up while waiting in `next` is gone (a closed socket and a
             # half-closed one look alike from here): it must not be handed an invocation
-            self._busy.cancel()
-            self._busy = None
+            self.env.cancel_next(self._deliver)
+            self._waiting = None
             return False
         self._advance()
         # keep the write half open while a request body is being read (to answer a truncation)
@@ -191,8 +191,9 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._on_lost(self)
         self._transport = None
         self._closing = True
-        if self._busy is not None:
-            self._busy.cancel()  # a `next` whose runtime hung up stops waiting
+        if self._waiting is not None:
+            self.env.cancel_next(self._deliver)  # a `next` whose runtime hung up stops waiting
+            self._waiting = None
         req, self._req = self._req, None
         if req is not None and req.stream is not None:
             self._stream_cut_short(req.stream)
@@ -202,7 +203,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
     def _advance(self) -> None:
         """Parse as far as the buffer allows, answering each complete request in turn."""
         try:
-            while not self._closing and self._busy is None:
+            while not self._closing and self._waiting is None:
                 if self._req is None:
                     end = self._buf.find(b"\r\n\r\n", 0, _HEAD_LIMIT + 4)
                     if end < 0:
@@ -400,7 +401,10 @@ class RuntimeApiProtocol(asyncio.Protocol):
         path = req.path
         try:
             if path == PATH_NEXT:
-                self._busy = asyncio.ensure_future(self._serve_next(req.keep_alive))
+                self._waiting = req.keep_alive
+                inv = self.env.request_next(self._deliver)
+                if inv is not None:
+                    self._deliver(inv)
                 return
             if path == "/ping":
                 self._send(200, b"pong", content_type="text/plain", close=not req.keep_alive)
@@ -432,13 +436,9 @@ class RuntimeApiProtocol(asyncio.Protocol):
             return
         self._send(202, _ACCEPTED, close=not req.keep_alive)
 
-    async def _serve_next(self, keep_alive: bool) -> None:
-        try:
-            inv = await self.env.next_invocation()
-        except asyncio.CancelledError:
-            return
-        finally:
-            self._busy = None
+    def _deliver(self, inv: Invocation) -> None:
+        """Answer the waiting `next` with its invocation."""
+        keep_alive, self._waiting = self._waiting, None
         if self._transport is None:
             return
         r = inv.request
@@ -458,8 +458,10 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._write(head.encode("latin-1") + b"\r\n" + r.payload)
         if not keep_alive:
             self._close()
-        else:
-            self._advance()  # requests pipelined behind the `next`
+        elif self._buf:
+            # requests pipelined behind the `next`: parsed on the next turn of the loop, never
+            # from inside the environment that is handing out this invocation
+            asyncio.get_running_loop().call_soon(self._advance)
 
     # --- streamed responses ----------------------------------------------------------------
 
