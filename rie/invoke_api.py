@@ -224,6 +224,10 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     return web.Response(body=outcome.body, headers=headers)
 
 
+def _drop(_: bytes) -> None:
+    pass
+
+
 async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     """InvokeWithResponseStream: the result as event-stream `PayloadChunk`s, then `InvokeComplete`.
 
@@ -249,8 +253,15 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
         return response
 
-    while (chunk := await chunks.get()) is not None:
-        await (await started()).write(eventstream.encode("PayloadChunk", chunk))
+    try:
+        while (chunk := await chunks.get()) is not None:
+            await (await started()).write(eventstream.encode("PayloadChunk", chunk))
+    except ConnectionResetError:
+        # the caller hung up: the invocation still runs to its end, its chunks are dropped
+        inv.on_chunk = _drop
+        await asyncio.shield(run)
+        assert response is not None
+        return response
     await run  # raises the invoke's own errors (429, 503) when nothing was sent yet
     outcome = inv.outcome
     assert outcome is not None

@@ -108,3 +108,23 @@ def test_event_invocation_type_is_refused_on_the_streaming_api(sr: RieProcess) -
         reply.status == 400 and reply.header("X-Amzn-ErrorType") == "InvalidRequestContentException"
     )
     assert sr.invoke({"n": 4}).status == 200
+
+
+def test_a_caller_that_hangs_up_mid_stream_leaves_the_invocation_to_finish(sr: RieProcess) -> None:
+    finished_before = sr.output().count("stream answered 202")
+    conn = http.client.HTTPConnection(sr.host, sr.port, timeout=30)
+    conn.request("POST", STREAM_PATH, body=json.dumps({"chunks": ["x" * 1000] * 6, "gap": 0.2}))
+    resp = conn.getresponse()
+    assert resp.status == 200
+    resp.read1(100)  # type: ignore[attr-defined]
+    conn.sock.close()  # type: ignore[union-attr]
+    conn.close()
+    # the runtime finishes its stream and is answered 202 ("stream answered 202"), then serves on
+    deadline = time.monotonic() + 10
+    while (
+        sr.output().count("stream answered 202") == finished_before and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert sr.output().count("stream answered 202") == finished_before + 1
+    assert sr.invoke({"n": 5}).json() == {"buffered": {"n": 5}}
+    assert "Traceback" not in sr.output() and "Error handling request" not in sr.output()
