@@ -286,6 +286,8 @@ class RuntimeApiProtocol(asyncio.Protocol):
             if self._in_trailers:
                 end = buf.find(b"\r\n")
                 if end < 0:
+                    if len(buf) > _HEAD_LIMIT:
+                        raise _BadRequest("trailers too large")
                     return False
                 line = bytes(buf[:end]).decode("latin-1")
                 del buf[: end + 2]

@@ -65,6 +65,8 @@ MALFORMED = [
     b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nBad Header Line\r\n\r\n",
     b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
     b"\x00\xff\xfe" * 100,
+    b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: "
+    + b"t" * 70000,
 ]
 
 
@@ -130,3 +132,20 @@ def test_a_next_whose_runtime_hung_up_gets_no_invocation() -> None:
         stranger.close()
         reply = r.invoke({"do": []}, timeout=10)
         assert reply.status == 200 and not reply.header("X-Amz-Function-Error"), reply.body
+
+
+def test_endless_trailers_are_refused_without_waiting_for_the_end(
+    api: tuple[RieProcess, tuple[str, int]],
+) -> None:
+    r, address = api
+    s = socket.create_connection(address, timeout=5)
+    try:
+        s.sendall(
+            b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: "
+        )
+        s.sendall(b"t" * 70000)  # the connection stays open: no end of input to lean on
+        answer = s.recv(65536)
+    finally:
+        s.close()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert r.invoke({"do": []}).status == 200
