@@ -53,10 +53,17 @@ def preload() -> None:
     _orjson = orjson
 
 
+def _loaded_class(module: str, name: str) -> Any:
+    """A class from a module only if it is already loaded (never importing it ourselves): no
+    instance can exist before its class does. The module may be half-imported right now by the
+    thread that preloads orjson, so the class may not be there yet."""
+    mod = sys.modules.get(module)
+    return getattr(mod, name, None) if mod is not None else None
+
+
 def _is_decimal(obj: Any) -> bool:
-    # a Decimal can only exist once its module is loaded; never import it ourselves
-    mod = sys.modules.get("decimal")
-    return mod is not None and isinstance(obj, mod.Decimal)
+    decimal_class = _loaded_class("decimal", "Decimal")
+    return decimal_class is not None and isinstance(obj, decimal_class)
 
 
 def _is_namedtuple(obj: Any) -> bool:
@@ -180,11 +187,11 @@ def _stdlib_dumps(result: Any) -> str:
             return f"{token}{len(raws) - 1}\x00"
         # what orjson writes natively is written the same way here, so that a result comes
         # out the same before and after orjson is loaded
-        uuid_module = sys.modules.get("uuid")
-        if uuid_module is not None and isinstance(obj, uuid_module.UUID):
+        uuid_class = _loaded_class("uuid", "UUID")
+        if uuid_class is not None and isinstance(obj, uuid_class):
             return str(obj)
-        enum_module = sys.modules.get("enum")
-        if enum_module is not None and isinstance(obj, enum_module.Enum):
+        enum_class = _loaded_class("enum", "Enum")
+        if enum_class is not None and isinstance(obj, enum_class):
             return obj.value
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 

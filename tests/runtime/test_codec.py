@@ -102,3 +102,21 @@ def test_events_parse_the_same_before_and_after_orjson(
     after = codec.loads(body)
     assert before == after and type(before) is type(after)
     assert json.dumps(before) == json.dumps(after)  # ints stay ints, exactly
+
+
+def test_a_module_half_imported_by_the_preload_thread_is_no_trouble(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the preload thread may be importing uuid, enum or decimal at the very moment the first
+    # result is serialised: the module is in sys.modules, its classes not yet defined
+    import sys
+    import types
+
+    monkeypatch.setattr(codec, "_orjson", None)
+    for name in ("uuid", "enum", "decimal"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    body, _ = codec.encode_result({"ok": [1, 2]})
+    assert body == b'{"ok":[1,2]}'
+    with pytest.raises(FaultError) as info:
+        codec.encode_result({1, 2})
+    assert "Object of type set is not JSON serializable" in str(info.value)
