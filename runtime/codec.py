@@ -38,7 +38,7 @@ def _long_digits(body: bytes | str) -> Any:
 def preload() -> None:
     """Import orjson (on a helper thread while the runtime waits in `next`); until it is in,
     every call here uses the standard library, which gives the same results."""
-    global _orjson, _DUMPS_OPTIONS
+    global _orjson, _DUMPS_OPTIONS, _LONG_DIGITS
     if _orjson is not None:
         return
     try:
@@ -47,10 +47,9 @@ def preload() -> None:
         return
     import re
 
-    global _LONG_DIGITS
     _LONG_DIGITS = re.compile(rb"[0-9]{19}")
     _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-    _orjson = orjson
+    _orjson = orjson  # last: other threads take orjson's path only once all of it is ready
 
 
 def _loaded_class(module: str, name: str) -> Any:
