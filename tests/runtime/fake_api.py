@@ -6,6 +6,7 @@ endpoint, so the runtime under test can be any real process: ours or awslambdari
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import queue
@@ -67,6 +68,13 @@ class Event:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    # one handler per connection; numbered, because id() of a closed connection's socket may be
+    # reused by the next one
+    _numbers = itertools.count(1)
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection_number = next(self._numbers)
 
     def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
         pass
@@ -94,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
             {k.lower(): v for k, v in self.headers.items()},
             body,
             time.monotonic(),
-            id(self.connection),
+            self.connection_number,
         )
         with self.server.api.lock:
             self.server.api.requests.append(rec)
