@@ -283,7 +283,8 @@ class Emulator:
 
     def stop(self) -> None:
         if self.proc is not None:
-            kill(self.proc, graceful=False)
+            # as a user stops it (SIGTERM): an emulator cleans up its environments on the way out
+            kill(self.proc, graceful=True)
         if self.log is not None:
             self.log.close()
             self.log = None

@@ -21,6 +21,7 @@ from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
 from .metrics import Metrics
 from .pool import EventQueue, Pool
+from .supervisor import MemoryCgroup
 
 log = logging.getLogger("rie")
 
@@ -71,6 +72,8 @@ class Server:
         # 4. answers are out: close the callers' connections
         if self._runner is not None:
             await self._runner.cleanup()
+        # 5. memory cgroups whose processes were still leaving when their environment stopped
+        MemoryCgroup.remove_pending(within_s=1.0)
         self.sink.flush()
         print(self.metrics.summary(), file=sys.stderr, flush=True)
 

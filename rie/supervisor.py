@@ -19,6 +19,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar
 
 _READ_SIZE = 65536
 
@@ -120,6 +121,7 @@ class Process:
         it (killed processes take a moment; the next start sweeps up whatever is left)."""
         cgroup, self._cgroup = self._cgroup, None
         if cgroup is not None and not cgroup.remove():
+            MemoryCgroup.pending.add(cgroup)
             for delay in (0.05, 0.25, 1.0, 5.0):
                 self._loop.call_later(delay, cgroup.remove)
 
@@ -166,6 +168,7 @@ class MemoryCgroup:
     """A memory cgroup made for one runtime process, under the emulator's own (v1 or v2)."""
 
     _base: str | bool | None = False  # where ours are made; None when the machine allows none
+    pending: ClassVar[set[MemoryCgroup]] = set()  # released, not yet empty enough to remove
 
     def __init__(self, path: str, peak_file: str) -> None:
         self.path = path
@@ -243,10 +246,21 @@ class MemoryCgroup:
         try:
             os.rmdir(self.path)
         except FileNotFoundError:
-            return True
+            pass
         except OSError:
             return False
+        MemoryCgroup.pending.discard(self)
         return True
+
+    @classmethod
+    def remove_pending(cls, within_s: float) -> None:
+        """At exit: the last chance to remove groups whose processes were still leaving."""
+        deadline = time.monotonic() + within_s
+        while cls.pending and time.monotonic() < deadline:
+            for cgroup in list(cls.pending):
+                cgroup.remove()
+            if cls.pending:
+                time.sleep(0.01)
 
 
 def _status_kb(pid: int, key: bytes) -> int:
