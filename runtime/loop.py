@@ -62,6 +62,10 @@ async def _guard(awaitable: Any) -> tuple[Any, BaseException | None]:
 
 def _preload(want_asyncio: bool) -> None:
     """Import what the first invocation will need while the runtime sits in `next`."""
+    # A process-wide signal goes to any thread that does not block it. Were SIGTERM delivered
+    # here, Python would only note it, and the main thread would stay blocked in `next`'s recv,
+    # never running the handler: leave signals to the main thread.
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM, _signal.SIGINT})
     from runtime import codec
 
     codec.preload()

@@ -120,3 +120,25 @@ def test_a_module_half_imported_by_the_preload_thread_is_no_trouble(
     with pytest.raises(FaultError) as info:
         codec.encode_result({1, 2})
     assert "Object of type set is not JSON serializable" in str(info.value)
+
+
+def test_the_preload_thread_leaves_sigterm_to_the_main_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # were SIGTERM delivered to the preload thread, the main thread would stay blocked in `next`
+    import signal
+    import threading
+
+    from runtime import loop
+
+    seen: list[set[int]] = []
+    monkeypatch.setattr(
+        codec, "preload", lambda: seen.append(set(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    )
+    thread = threading.Thread(target=loop._preload, args=(False,))
+    thread.start()
+    thread.join(5)
+    assert seen and {signal.SIGTERM, signal.SIGINT} <= seen[0]
+    assert signal.SIGTERM not in signal.pthread_sigmask(
+        signal.SIG_BLOCK, []
+    )  # this thread's own mask is untouched
