@@ -32,12 +32,14 @@ class _HalfCloseRequestHandler(RequestHandler):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         # remember the newest body: aiohttp may have taken its message off the queue without
-        # having made the request current yet when the end of input arrives
-        if self._messages:
-            self._last_body = self._messages[-1][1]
+        # having made the request current yet when the end of input arrives. (`_messages` is
+        # aiohttp's own; should it ever go, truncations are merely no longer answered.)
+        messages = getattr(self, "_messages", None)
+        if messages:
+            self._last_body = messages[-1][1]
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
-        bodies = [payload for _, payload in self._messages]
+        bodies = [payload for _, payload in getattr(self, "_messages", ())]
         if self._last_body is not None:
             bodies.append(self._last_body)
         unfinished = [body for body in bodies if not body.is_eof()]

@@ -187,9 +187,3 @@ class Invocation:
     @property
     def report_status(self) -> str | None:
         return _REPORT_STATUS.get(self.state)
-
-    def remaining_s(self) -> float:
-        """Seconds left before the deadline (the full timeout while not yet dispatched)."""
-        if self.deadline_ms == 0:
-            return self.timeout_s
-        return self.deadline_ms / 1000 - time.time()
