@@ -8,11 +8,13 @@ every accepted invocation is answered and no runtime process outlives the emulat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from . import logs, runtime_api
 from .config import Config
@@ -20,14 +22,22 @@ from .environment import Endpoint, Environment
 from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
 from .metrics import Metrics
+from .phases import MAX_EXTENSIONS
 from .pool import EventQueue, Pool
 from .supervisor import MemoryCgroup
+
+if TYPE_CHECKING:
+    from .layers import Layers
 
 log = logging.getLogger("rie")
 
 
 class Server:
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
+        environ = dict(environ)
+        self.layers: Layers | None = None
+        if config.layers or config.extensions_dir:
+            config, environ = self._with_layers(config, environ)
         self.config = config
         self.sink = logs.Sink()
         self.metrics = Metrics(config.memory_mb)
@@ -36,6 +46,24 @@ class Server:
         self._runner: Runner | None = None
         self._first_endpoint_taken = False
         self.invoke_port = 0
+
+    def _with_layers(
+        self, config: Config, environ: dict[str, str]
+    ) -> tuple[Config, dict[str, str]]:
+        """Unpack the layers (once, for every environment) and find the extensions."""
+        from .extensions import find_extensions
+        from .layers import Layers
+
+        self.layers = Layers.prepare(config.layers)
+        environ.update(self.layers.environment(environ))
+        dirs = [
+            *([config.extensions_dir] if config.extensions_dir else []),
+            *self.layers.extension_dirs(),
+        ]
+        paths = find_extensions(dirs)
+        if len(paths) > MAX_EXTENSIONS:
+            log.warning("%d extensions found: Lambda starts at most %d", len(paths), MAX_EXTENSIONS)
+        return dataclasses.replace(config, extension_paths=tuple(paths)), environ
 
     async def _bind_endpoint(self, env: Environment) -> Endpoint:
         # the first environment gets the configured Runtime API address (9001 by default, as the
@@ -74,6 +102,8 @@ class Server:
             await self._runner.cleanup()
         # 5. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=1.0)
+        if self.layers is not None:
+            self.layers.cleanup()
         self.sink.flush()
         print(self.metrics.summary(), file=sys.stderr, flush=True)
 

@@ -15,6 +15,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .layers import EXEC_WRAPPER
+from .layers import check as check_layers
+
 DEFAULT_FUNCTION_NAME = "test_function"
 DEFAULT_ACCOUNT = "012345678912"
 DEFAULT_TIMEOUT_S = 300.0  # the official emulator's default; Lambda's console default is 3 s
@@ -70,6 +73,11 @@ class Config:
     event_max_age_s: float = 21600.0
     event_failure_file: str | None = None
     shutdown_timeout_s: float = 5.0
+    # extensions and layers (rie/extensions.py, rie/layers.py)
+    layers: tuple[str, ...] = ()  # directories or .zip files, in order
+    extensions_dir: str | None = None
+    extension_paths: tuple[str, ...] = ()  # found at start-up: the extensions every env starts
+    exec_wrapper: str | None = None  # AWS_LAMBDA_EXEC_WRAPPER, for the built-in Python runtime
     warnings: tuple[str, ...] = ()
 
     @property
@@ -242,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
     )
+    ex = p.add_argument_group("extensions and layers")
+    ex.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="DIR|ZIP",
+        help="a layer, as it would be unpacked in /opt (repeatable, at most 5, in order)",
+    )
+    ex.add_argument(
+        "--extensions-dir",
+        metavar="DIR",
+        help="external extensions to start in each environment (default /opt/extensions if it exists)",
+    )
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -380,6 +401,24 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if a.event_retries is not None and not 0 <= a.event_retries <= 2:
         raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
 
+    try:
+        layers = check_layers(a.layer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    extensions_dir = a.extensions_dir
+    if extensions_dir is not None:
+        extensions_dir = os.path.abspath(extensions_dir)
+        if not os.path.isdir(extensions_dir):
+            raise ConfigError(f"--extensions-dir: {extensions_dir} is not a directory")
+    elif os.path.isdir("/opt/extensions"):
+        extensions_dir = "/opt/extensions"
+    exec_wrapper = user_env.get(EXEC_WRAPPER) or env.get(EXEC_WRAPPER) or None
+    if exec_wrapper and command[1:3] == ["-c", RUNTIME_ENTRY]:
+        if not (os.path.isfile(exec_wrapper) and os.access(exec_wrapper, os.X_OK)):
+            raise ConfigError(f"{EXEC_WRAPPER}: {exec_wrapper} is not an executable file")
+    else:
+        exec_wrapper = None  # Lambda applies it to its managed runtimes only
+
     return Config(
         command=tuple(command),
         handler=handler,
@@ -404,5 +443,8 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         event_max_age_s=_first(a.event_max_age, 21600.0),
         event_failure_file=a.event_failure_file,
         shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
+        layers=layers,
+        extensions_dir=extensions_dir,
+        exec_wrapper=exec_wrapper,
         warnings=tuple(warnings),
     )

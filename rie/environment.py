@@ -21,14 +21,17 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import logs
 from .config import Config
 from .errors import InvalidRequestID, InvalidStateTransition
-from .invocation import Invocation, State
+from .invocation import Invocation, State, error_body
 from .metrics import Metrics
 from .supervisor import Process, describe_exit, spawn
+
+if TYPE_CHECKING:
+    from .extensions import ExtensionHost
 
 log = logging.getLogger("rie")
 
@@ -101,6 +104,13 @@ class Environment:
         self._suppressed_init = False  # the init is a retry inside the invoke's own time
         self._warm: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # extensions (rie/extensions.py): made per init when the function has any, or when an
+        # internal one registers; None otherwise, so nothing of it runs for a plain function
+        self.extensions: ExtensionHost | None = None
+        self._held: Invocation | None = None  # answered; its REPORT waits for the extensions
+        self._held_timer: asyncio.TimerHandle | None = None
+        self._init_started_at = 0.0
+        self._stopping_extensions: asyncio.Task[int | None] | None = None
 
     # --- capacity, as the pool sees it -----------------------------------------------------
 
@@ -110,13 +120,17 @@ class Environment:
 
     @property
     def free_slots(self) -> int:
-        if self.state in (EnvState.RETIRED, EnvState.RESETTING):
+        if self.state in (EnvState.RETIRED, EnvState.RESETTING) or self._held is not None:
             return 0
         return self.capacity - self.used_slots
 
     @property
     def idle(self) -> bool:
-        return self.used_slots == 0 and self.state in (EnvState.COLD, EnvState.READY)
+        return (
+            self.used_slots == 0
+            and self._held is None
+            and self.state in (EnvState.COLD, EnvState.READY)
+        )
 
     # --- life of the environment -----------------------------------------------------------
 
@@ -163,7 +177,15 @@ class Environment:
         """Stop the runtime (SIGTERM, then SIGKILL after `grace_s`), fail what is left, let go."""
         self.state = EnvState.RETIRED
         process, self.process = self.process, None
-        if process is not None:
+        host, self.extensions = self.extensions, None
+        self._release_held()
+        if host is not None:
+            code = await host.shutdown("spindown", process, grace_s)
+            if code is not None:
+                self._fail_all(
+                    "Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}"
+                )
+        elif process is not None:
             code = await process.stop(grace_s)
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
         self._fail_all(
@@ -198,10 +220,111 @@ class Environment:
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
         return env
 
+    async def _start_extensions(self) -> bool:
+        """Start the external extensions and wait for their registration (Lambda starts the
+        runtime after that); False if the init failed meanwhile."""
+        from .extensions import ExtensionHost
+
+        host = self._make_host(self.config.extension_paths)
+        try:
+            await asyncio.wait_for(
+                host.start(self.runtime_environment(), self.config.task_root),
+                self.config.init_timeout_s,
+            )
+        except TimeoutError:
+            self._init_error = (
+                "Extension.InitError",
+                b'{"errorType":"Extension.InitError","errorMessage":"extensions did not register in time"}',
+            )
+        if self.extensions is not host or self.state is not EnvState.INITIALIZING:
+            return False
+        if self._init_error is not None:
+            self._fail_init_without_runtime()
+            return False
+        assert isinstance(host, ExtensionHost)
+        return True
+
+    def _make_host(self, paths: tuple[str, ...]) -> ExtensionHost:
+        from .extensions import ExtensionHost
+
+        host = ExtensionHost(
+            self,
+            paths,
+            {
+                "functionName": self.config.function_name,
+                "functionVersion": self.config.function_version,
+                "handler": self.config.handler,
+                "accountId": self.config.account_id,
+            },
+            self._sink.write,
+            json_logs=self.config.user_env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON",
+        )
+        self.extensions = host
+        from . import telemetry
+
+        host.telemetry.emit(
+            telemetry.init_start(
+                self._init_type,
+                self.config.function_name,
+                self.config.function_version,
+                self.log_stream,
+                self.config.memory_mb,
+            )
+        )
+        return host
+
+    @property
+    def _init_type(self) -> str:
+        return "provisioned-concurrency" if self.provisioned else "on-demand"
+
+    def extension_api(self) -> ExtensionHost:
+        """The host that answers this environment's Extensions API calls (made on demand for an
+        internal extension, which registers from inside the runtime's process)."""
+        if self.extensions is None:
+            self.extensions = self._make_host(())
+            if self.state is not EnvState.INITIALIZING:
+                self.extensions.end_init()
+                self.extensions.telemetry.end_init()
+        return self.extensions
+
+    def _fail_init_without_runtime(self) -> None:
+        """An extension failed the init before the runtime was started."""
+        assert self._init_error is not None
+        error_type, body = self._init_error
+        self._init_error = None
+        init_ms = (time.perf_counter() - self._init_started_at) * 1000
+        self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
+        for inv in list(self.queued):
+            inv.init_duration_ms = init_ms
+            inv.fail(error_type, body=body)
+        self.state = EnvState.COLD
+        self._stop_extensions("failure")
+        self._settle_warm()
+
+    def _stop_extensions(self, reason: str, process: Process | None = None) -> None:
+        if self.state is EnvState.READY:
+            self.state = EnvState.RESETTING  # no new work while the held one is reported
+            self._release_held()
+            self.state = EnvState.READY
+        host, self.extensions = self.extensions, None
+        if host is not None:
+            self._stopping_extensions = asyncio.ensure_future(host.shutdown(reason, process, 0.0))
+
     async def _start_process(self) -> None:
+        self._init_started_at = time.perf_counter()
+        if self._stopping_extensions is not None:
+            # the extensions of the last init are gone before new ones start
+            with contextlib.suppress(Exception):
+                await self._stopping_extensions
+            self._stopping_extensions = None
+        if self.config.extension_paths and not await self._start_extensions():
+            return
+        command = self.config.command
+        if self.config.exec_wrapper:
+            command = (self.config.exec_wrapper, *command)
         try:
             process = await spawn(
-                self.config.command,
+                command,
                 self.runtime_environment(),
                 self.config.task_root,
                 self._output,
@@ -215,8 +338,11 @@ class Environment:
             )
             self._settle_warm()
             return
-        if self.state is not EnvState.INITIALIZING:  # retired while spawning
+        if self.state is not EnvState.INITIALIZING or self._init_error is not None:
+            # retired while spawning, or an extension failed the init meanwhile
             await process.stop(0)
+            if self.state is EnvState.INITIALIZING:
+                self._fail_init_without_runtime()
             return
         self.process = process
         self.init_count += 1
@@ -243,6 +369,12 @@ class Environment:
         """The runtime asks for its next invocation: returned at once if one is waiting, else
         handed to `deliver` when one comes (until `cancel_next`)."""
         if self.state is EnvState.INITIALIZING and self._init_error is None:
+            host = self.extensions
+            if host is not None and not host.init_done:
+                # init ends when the extensions are in `next` too
+                host.phases.runtime_in_next = True
+                self._waiters.append(deliver)
+                return None
             self._init_finished()
         if self._init_error is not None or self.state is not EnvState.READY:
             # a runtime that reported a failed init, or one being reset, gets nothing more
@@ -298,7 +430,21 @@ class Environment:
             self._init_timer.cancel()
             self._init_timer = None
         self.state = EnvState.READY
-        init_ms = (time.perf_counter() - self.process.started_at) * 1000
+        started = min(self.process.started_at, self._init_started_at or self.process.started_at)
+        init_ms = (time.perf_counter() - started) * 1000
+        host = self.extensions
+        if host is not None:
+            from . import telemetry
+
+            host.end_init()
+            runtime_ms = (time.perf_counter() - self.process.started_at) * 1000
+            host.telemetry.emit(
+                telemetry.init_runtime_done(
+                    self._init_type, "success", time.time() - runtime_ms / 1000, runtime_ms, None
+                )
+            )
+            host.telemetry.emit(telemetry.init_report(self._init_type, "success", init_ms, None))
+            host.telemetry.end_init()
         self._metrics.init_done(init_ms, self.provisioned)
         # provisioned environments are initialised outside any invocation: Lambda reports no
         # Init Duration for them
@@ -319,9 +465,25 @@ class Environment:
         tail = self._tails.get(inv.request_id)
         if tail is not None:
             tail.append(line)
+        host = self.extensions
+        if host is not None:
+            from . import telemetry
+
+            host.telemetry.emit(
+                telemetry.start(inv.request_id, self.config.function_version, inv.request.trace_id)
+            )
+            host.invoke(
+                inv.request_id,
+                inv.deadline_ms,
+                inv.request.invoked_function_arn,
+                inv.request.trace_id,
+            )
 
     def _output(self, data: bytes) -> None:
         self._sink.write(data)
+        host = self.extensions
+        if host is not None and host.telemetry.active:
+            host.telemetry.output("function", data)
         if self._tails:
             owners = self.running or {inv.request_id: inv for inv in self.queued}
             for request_id in owners:
@@ -346,9 +508,36 @@ class Environment:
         if inv.dispatched_at is None:
             # never reached the runtime (a failed init): Lambda still logs START for it
             self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
+        host = self.extensions
+        if host is not None and inv.dispatched_at is not None:
+            from . import telemetry
+
+            if host.telemetry.active:
+                host.telemetry.end_of_output()
+            host.telemetry.emit(
+                telemetry.runtime_done(
+                    inv.request_id,
+                    telemetry.status_of(inv.state.value),
+                    time.time() - inv.duration_ms / 1000,
+                    inv.duration_ms,
+                    len(inv.outcome.body) if inv.outcome else 0,
+                    inv.outcome.error_type if inv.outcome else None,
+                    inv.request.trace_id,
+                )
+            )
+            if host.busy and inv.state in (State.RESPONDED, State.ERRORED):
+                # the caller has its answer now; the environment waits for the extensions, and
+                # the REPORT (with their time) comes when they are back in `next`
+                self._hold(inv)
+                return
+        self._report(inv)
+
+    def _report(self, inv: Invocation, duration_ms: float | None = None) -> None:
+        """END and REPORT of an invocation; the caller is answered here unless it already was."""
+        duration_ms = inv.duration_ms if duration_ms is None else duration_ms
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
-            inv.duration_ms,
+            duration_ms,
             self.config.memory_mb,
             -(-self.peak_memory_bytes // (1024 * 1024)),
             inv.init_duration_ms,
@@ -362,12 +551,87 @@ class Environment:
             tail.append(data)
             inv.tail = tail.value()
         self.last_used = time.monotonic()
-        self._metrics.invocation_done(inv)
+        self._metrics.invocation_done(inv, duration_ms)
+        host = self.extensions
+        if host is not None and inv.dispatched_at is not None:
+            from . import telemetry
+
+            host.telemetry.emit(
+                telemetry.report(
+                    inv.request_id,
+                    telemetry.status_of(inv.state.value),
+                    duration_ms,
+                    logs.billed_ms(duration_ms),
+                    self.config.memory_mb,
+                    -(-self.peak_memory_bytes // (1024 * 1024)),
+                    inv.init_duration_ms,
+                    inv.outcome.error_type if inv.outcome else None,
+                    inv.request.trace_id,
+                )
+            )
         callback = self._done_callbacks.pop(inv.request_id, None)
         if callback is not None:
             callback(inv)
         if self.state is not EnvState.RETIRED:
             self._on_slot_free(self)
+
+    def _hold(self, inv: Invocation) -> None:
+        self._held = inv
+        tail = self._tails.pop(inv.request_id, None)
+        if tail is not None:
+            inv.tail = tail.value()
+        callback = self._done_callbacks.pop(inv.request_id, None)
+        if callback is not None:
+            callback(inv)
+        left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
+        self._held_timer = asyncio.get_running_loop().call_later(left_s, self._held_timed_out, inv)
+
+    def _release_held(self) -> None:
+        """The extensions are done with the held invocation (or gone): its REPORT, then the
+        environment takes its next invocation."""
+        inv, self._held = self._held, None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if inv is None:
+            return
+        assert inv.dispatched_at is not None
+        self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000)
+        self._hand_to_waiters()
+
+    def _held_timed_out(self, inv: Invocation) -> None:
+        if self._held is not inv:
+            return
+        self._sink.write(logs.timeout_line(inv.request_id, inv.timeout_s).encode())
+        self._reset("timeout")
+
+    # --- what the extensions tell (rie/extensions.py) ---------------------------------------
+
+    def extensions_ready(self) -> None:
+        """Every extension waits in `next`: init may end, or the held invocation is over."""
+        if self.state is EnvState.INITIALIZING:
+            host = self.extensions
+            if host is not None and host.phases.runtime_in_next and self._init_error is None:
+                self._init_finished()
+                self._hand_to_waiters()
+        elif self._held is not None:
+            self._release_held()
+
+    def extension_failed(self, error_type: str, message: str) -> None:
+        """An extension crashed or reported an error: the init fails, or the environment is reset."""
+        body = error_body(error_type, message)
+        if self.state is EnvState.INITIALIZING:
+            if self._init_error is None:
+                self._init_error = (error_type, body)
+            if self.process is not None:
+                self.process.signal_group(9)  # its exit fails the init with this error
+            return
+        if self.state is not EnvState.READY:
+            return
+        self._release_held()
+        for inv in list(self.running.values()):
+            inv.fail(error_type, body=body)
+        self._reset("failure")
 
     def _sample_memory(self, process: Process, inv: Invocation) -> None:
         # Reading /proc costs a few files per sample. The peak (VmHWM) only grows, so a burst of
@@ -388,7 +652,7 @@ class Environment:
         if tail is not None:
             tail.append(line)
         inv.time_out()
-        self._reset()
+        self._reset("timeout")
 
     def _init_timed_out(self, process: Process) -> None:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
@@ -403,22 +667,32 @@ class Environment:
         elif self.queued:
             # Lambda retries a timed-out init inside the invocation, with the function's timeout
             self._suppressed_init = True
-        self._reset()
+        self._reset("timeout")
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:
             process.signal_group(9)
 
-    def _reset(self) -> None:
-        """Kill the process group; start again at once if work (or provisioning) is waiting."""
+    def _reset(self, reason: str = "failure") -> None:
+        """Kill the process group; start again at once if work (or provisioning) is waiting.
+        With extensions: SHUTDOWN (`reason`) to them first, SIGTERM to the runtime, then kill."""
         process, self.process = self.process, None
         if process is None or self.state is EnvState.RETIRED:
+            if process is None and self.extensions is not None and self.state is EnvState.READY:
+                self._stop_extensions(reason)
             return
         self.state = EnvState.RESETTING
-        self._spawn_task(self._finish_reset(process))
+        self._spawn_task(self._finish_reset(process, reason))
 
-    async def _finish_reset(self, process: Process) -> None:
-        code = await process.stop(0)
+    async def _finish_reset(self, process: Process, reason: str) -> None:
+        self._release_held()  # its REPORT first; the state (RESETTING) takes no new work
+        host, self.extensions = self.extensions, None
+        if host is not None:
+            code = await host.shutdown(reason, process, host.phases.shutdown_ms / 1000)
+            if code is None:
+                code = await process.exited
+        else:
+            code = await process.stop(0)
         self._after_exit(process, code)
 
     def _exited(self, process: Process, code: int) -> None:
@@ -434,6 +708,8 @@ class Environment:
     def _after_exit(self, process: Process, code: int) -> None:
         if self.state is EnvState.RETIRED:
             return
+        if self.extensions is not None:
+            self._stop_extensions("failure")
         failed_init = self.state is EnvState.INITIALIZING
         self._waiters.clear()  # their connections go with the process
         if self._init_timer is not None:

@@ -19,7 +19,7 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -34,6 +34,7 @@ from .errors import (
     RouteNotFound,
     TruncatedHTTPRequest,
 )
+from .extensions import PREFIXES as EXTENSION_PREFIXES
 from .invocation import Invocation, State
 
 log = logging.getLogger("rie")
@@ -163,6 +164,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._chunk_left = -1  # chunked bodies: bytes left in this chunk; -1 a size line is next
         self._in_trailers = False
         self._waiting: bool | None = None  # a `next` is waiting: whether to keep the connection
+        self._cancel_wait: Callable[[], None] | None = None  # an extension's waiting `next`
         self._eof = False
         self._closing = False
 
@@ -180,8 +182,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
         if self._waiting is not None:
             # a runtime that hangs up while waiting in `next` is gone (a closed socket and a
             # half-closed one look alike from here): it must not be handed an invocation
-            self.env.cancel_next(self._deliver)
-            self._waiting = None
+            self._stop_waiting()
             return False
         self._advance()
         # keep the write half open while a request body is being read (to answer a truncation)
@@ -192,11 +193,18 @@ class RuntimeApiProtocol(asyncio.Protocol):
         self._transport = None
         self._closing = True
         if self._waiting is not None:
-            self.env.cancel_next(self._deliver)  # a `next` whose runtime hung up stops waiting
-            self._waiting = None
+            self._stop_waiting()  # a `next` whose caller hung up stops waiting
         req, self._req = self._req, None
         if req is not None and req.stream is not None:
             self._stream_cut_short(req.stream)
+
+    def _stop_waiting(self) -> None:
+        cancel, self._cancel_wait = self._cancel_wait, None
+        if cancel is not None:
+            cancel()
+        else:
+            self.env.cancel_next(self._deliver)
+        self._waiting = None
 
     # --- parsing ---------------------------------------------------------------------------
 
@@ -359,6 +367,8 @@ class RuntimeApiProtocol(asyncio.Protocol):
         """Route and check a request before its body is read; set up a streamed body."""
         path, method = req.path, req.method
         try:
+            if path.startswith(EXTENSION_PREFIXES):
+                return None  # the Extensions, Telemetry and Logs APIs check their own calls
             if path == PATH_NEXT:
                 return (
                     None
@@ -411,6 +421,9 @@ class RuntimeApiProtocol(asyncio.Protocol):
             if path == "/ping":
                 self._send(200, b"pong", content_type="text/plain", close=not req.keep_alive)
                 return
+            if path.startswith(EXTENSION_PREFIXES):
+                self._extension_call(req)
+                return
             body = bytes(req.body)
             error_type = sanitize_error_type(req.headers.get(H_ERROR_TYPE))
             if path == PATH_INIT_ERROR:
@@ -437,6 +450,34 @@ class RuntimeApiProtocol(asyncio.Protocol):
             self._send(500, InternalServerError().body(), close=True)
             return
         self._send(202, _ACCEPTED, close=not req.keep_alive)
+
+    def _extension_call(self, req: _Request) -> None:
+        """An Extensions / Telemetry / Logs API call; `event/next` is answered when its event
+        comes, holding this connection like the runtime's `next`."""
+        answered = False
+        keep_alive = req.keep_alive
+
+        def reply(status: int, headers: Mapping[str, str], body: bytes) -> None:
+            nonlocal answered
+            answered = True
+            waiting = self._waiting is not None
+            self._waiting, self._cancel_wait = None, None
+            if self._transport is None:
+                return
+            if status == 0:  # the extension is being stopped: no answer
+                self._close()
+                return
+            extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            self._send(status, body, close=not keep_alive, extra_headers=extra)
+            if waiting and keep_alive and self._buf:
+                asyncio.get_running_loop().call_soon(self._advance)
+
+        cancel = self.env.extension_api().handle(
+            req.method, req.path, req.headers, bytes(req.body), reply
+        )
+        if not answered:
+            self._waiting = keep_alive
+            self._cancel_wait = cancel
 
     def _deliver(self, inv: Invocation) -> None:
         """Answer the waiting `next` with its invocation."""
@@ -512,9 +553,14 @@ class RuntimeApiProtocol(asyncio.Protocol):
             self._transport.write(data)
 
     def _send(
-        self, status: int, body: bytes, content_type: str = "application/json", close: bool = False
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        close: bool = False,
+        extra_headers: str = "",
     ) -> None:
-        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n{extra_headers}"
         if close:
             head += "Connection: close\r\n"
         self._write(head.encode("latin-1") + b"\r\n" + body)
