@@ -111,6 +111,7 @@ class Environment:
         self._held_timer: asyncio.TimerHandle | None = None
         self._init_started_at = 0.0
         self._stopping_extensions: asyncio.Task[int | None] | None = None
+        self._closing_host: ExtensionHost | None = None  # shutting down, still answering
 
     # --- capacity, as the pool sees it -----------------------------------------------------
 
@@ -180,7 +181,7 @@ class Environment:
         host, self.extensions = self.extensions, None
         self._release_held()
         if host is not None:
-            code = await host.shutdown("spindown", process, grace_s)
+            code = await self._shutdown_host(host, "spindown", process, grace_s)
             if code is not None:
                 self._fail_all(
                     "Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}"
@@ -280,6 +281,8 @@ class Environment:
     def extension_api(self) -> ExtensionHost:
         """The host that answers this environment's Extensions API calls (made on demand for an
         internal extension, which registers from inside the runtime's process)."""
+        if self.extensions is None and self._closing_host is not None:
+            return self._closing_host
         if self.extensions is None:
             self.extensions = self._make_host(())
             if self.state is not EnvState.INITIALIZING:
@@ -308,7 +311,20 @@ class Environment:
             self.state = EnvState.READY
         host, self.extensions = self.extensions, None
         if host is not None:
-            self._stopping_extensions = asyncio.ensure_future(host.shutdown(reason, process, 0.0))
+            self._stopping_extensions = asyncio.ensure_future(
+                self._shutdown_host(host, reason, process, 0.0)
+            )
+
+    async def _shutdown_host(
+        self, host: ExtensionHost, reason: str, process: Process | None, grace_s: float
+    ) -> int | None:
+        """Shut the extensions down; meanwhile they still reach their host on this endpoint."""
+        self._closing_host = host
+        try:
+            return await host.shutdown(reason, process, grace_s)
+        finally:
+            if self._closing_host is host:
+                self._closing_host = None
 
     async def _start_process(self) -> None:
         self._init_started_at = time.perf_counter()
@@ -688,7 +704,9 @@ class Environment:
         self._release_held()  # its REPORT first; the state (RESETTING) takes no new work
         host, self.extensions = self.extensions, None
         if host is not None:
-            code = await host.shutdown(reason, process, host.phases.shutdown_ms / 1000)
+            code = await self._shutdown_host(
+                host, reason, process, host.phases.shutdown_ms / 1000
+            )
             if code is None:
                 code = await process.exited
         else:

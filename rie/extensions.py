@@ -242,6 +242,9 @@ class ExtensionHost:
 
     def _send_event(self, ext_id: str, payload: bytes) -> None:
         ext = self.phases.extensions[ext_id]
+        if ext.state is ExtState.RUNNING:
+            self._pending[ext_id] = payload  # still busy with the last event: its next `next`
+            return
         if ext.state is not ExtState.READY:
             return
         self.phases.deliver(ext)
