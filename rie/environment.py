@@ -704,9 +704,7 @@ class Environment:
         self._release_held()  # its REPORT first; the state (RESETTING) takes no new work
         host, self.extensions = self.extensions, None
         if host is not None:
-            code = await self._shutdown_host(
-                host, reason, process, host.phases.shutdown_ms / 1000
-            )
+            code = await self._shutdown_host(host, reason, process, host.phases.shutdown_ms / 1000)
             if code is None:
                 code = await process.exited
         else:
