@@ -113,7 +113,11 @@ async def serve(config: Config, environ: Mapping[str, str]) -> int:
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = Server(config, environ)
+    try:
+        server = Server(config, environ)
+    except ValueError as exc:  # a layer that cannot be unpacked
+        log.error("%s", exc)
+        return 2
     try:
         await server.start()
     except OSError as exc:

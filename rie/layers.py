@@ -131,10 +131,3 @@ def _unzip(path: str, target: str) -> None:
             if mode & 0o111 and not info.is_dir():
                 os.chmod(dest, mode & 0o777)
 
-
-def wrap(command: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
-    """`$AWS_LAMBDA_EXEC_WRAPPER COMMAND...` when the wrapper is set, as managed runtimes do."""
-    wrapper = env.get(EXEC_WRAPPER)
-    if not wrapper:
-        return tuple(command)
-    return (wrapper, *command)
