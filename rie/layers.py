@@ -130,4 +130,3 @@ def _unzip(path: str, target: str) -> None:
             mode = info.external_attr >> 16
             if mode & 0o111 and not info.is_dir():
                 os.chmod(dest, mode & 0o777)
-

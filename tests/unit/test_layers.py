@@ -63,4 +63,3 @@ def test_check(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(LayerError, match=r"neither a directory nor a \.zip"):
         check([str(tmp_path / "f.txt")])
-
