@@ -296,6 +296,7 @@ class Environment:
         error_type, body = self._init_error
         self._init_error = None
         init_ms = (time.perf_counter() - self._init_started_at) * 1000
+        self._emit_init_failed("error", error_type, init_ms)
         self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
         for inv in list(self.queued):
             inv.init_duration_ms = init_ms
@@ -365,6 +366,8 @@ class Environment:
         self.peak_memory_bytes = 0  # a fresh process is a fresh sandbox, as after a Lambda reset
         self._memory_sampled_at = 0.0
         limit = self.config.timeout_s if self._suppressed_init else self.config.init_timeout_s
+        # one limit for the whole init: what the extensions took of it is gone
+        limit = max(0.0, limit - (time.perf_counter() - self._init_started_at))
         self._init_timer = asyncio.get_running_loop().call_later(
             limit, self._init_timed_out, process
         )
@@ -548,8 +551,12 @@ class Environment:
                 return
         self._report(inv)
 
-    def _report(self, inv: Invocation, duration_ms: float | None = None) -> None:
-        """END and REPORT of an invocation; the caller is answered here unless it already was."""
+    def _report(
+        self, inv: Invocation, duration_ms: float | None = None, status: str | None = None
+    ) -> None:
+        """END and REPORT of an invocation; the caller is answered here unless it already was.
+        `status`: REPORT's Status when the platform ended the invoke phase after the response
+        (extensions past the deadline)."""
         duration_ms = inv.duration_ms if duration_ms is None else duration_ms
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
@@ -557,7 +564,7 @@ class Environment:
             self.config.memory_mb,
             -(-self.peak_memory_bytes // (1024 * 1024)),
             inv.init_duration_ms,
-            inv.report_status,
+            status or inv.report_status,
             inv.outcome.error_type if inv.outcome else None,
         )
         data = text.encode()
@@ -575,7 +582,7 @@ class Environment:
             host.telemetry.emit(
                 telemetry.report(
                     inv.request_id,
-                    telemetry.status_of(inv.state.value),
+                    status or telemetry.status_of(inv.state.value),
                     duration_ms,
                     logs.billed_ms(duration_ms),
                     self.config.memory_mb,
@@ -602,7 +609,7 @@ class Environment:
         left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
         self._held_timer = asyncio.get_running_loop().call_later(left_s, self._held_timed_out, inv)
 
-    def _release_held(self) -> None:
+    def _release_held(self, status: str | None = None) -> None:
         """The extensions are done with the held invocation (or gone): its REPORT, then the
         environment takes its next invocation."""
         inv, self._held = self._held, None
@@ -612,13 +619,16 @@ class Environment:
         if inv is None:
             return
         assert inv.dispatched_at is not None
-        self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000)
+        self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000, status)
         self._hand_to_waiters()
 
     def _held_timed_out(self, inv: Invocation) -> None:
         if self._held is not inv:
             return
         self._sink.write(logs.timeout_line(inv.request_id, inv.timeout_s).encode())
+        self.state = EnvState.RESETTING  # no new work while the held one is reported
+        self._release_held("timeout")
+        self.state = EnvState.READY
         self._reset("timeout")
 
     # --- what the extensions tell (rie/extensions.py) ---------------------------------------
@@ -674,6 +684,7 @@ class Environment:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
             return
         init_ms = (time.perf_counter() - process.started_at) * 1000
+        self._emit_init_failed("timeout", "Sandbox.Timedout", init_ms)
         self._sink.write(logs.init_report_line(init_ms, "timeout").encode())
         if self._suppressed_init:
             # the retried init used up the invocation's own time
@@ -684,6 +695,19 @@ class Environment:
             # Lambda retries a timed-out init inside the invocation, with the function's timeout
             self._suppressed_init = True
         self._reset("timeout")
+
+    def _emit_init_failed(self, status: str, error_type: str, init_ms: float) -> None:
+        host = self.extensions
+        if host is None:
+            return
+        from . import telemetry
+
+        host.telemetry.emit(
+            telemetry.init_runtime_done(
+                self._init_type, status, time.time() - init_ms / 1000, init_ms, error_type
+            )
+        )
+        host.telemetry.emit(telemetry.init_report(self._init_type, status, init_ms, error_type))
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:
@@ -724,8 +748,6 @@ class Environment:
     def _after_exit(self, process: Process, code: int) -> None:
         if self.state is EnvState.RETIRED:
             return
-        if self.extensions is not None:
-            self._stop_extensions("failure")
         failed_init = self.state is EnvState.INITIALIZING
         self._waiters.clear()  # their connections go with the process
         if self._init_timer is not None:
@@ -734,6 +756,9 @@ class Environment:
         reason = f"Runtime exited with error: {describe_exit(code)}"
         if self.state is EnvState.INITIALIZING:
             init_ms = (time.perf_counter() - process.started_at) * 1000
+            self._emit_init_failed(
+                "error", self._init_error[0] if self._init_error else "Runtime.ExitError", init_ms
+            )
             if self._init_error is not None:
                 error_type, body = self._init_error
                 self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
@@ -750,6 +775,8 @@ class Environment:
             self._init_error = None
         for inv in list(self.running.values()):
             inv.fail("Runtime.ExitError", reason)
+        if self.extensions is not None:
+            self._stop_extensions("failure")
         self.state = EnvState.COLD
         self._settle_warm()
         # a provisioned environment is made ready again, unless its init is what fails (then it

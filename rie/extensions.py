@@ -163,7 +163,19 @@ class ExtensionHost:
         self, reason: str, runtime: Process | None, runtime_grace_s: float
     ) -> int | None:
         """SHUTDOWN to subscribed extensions with a deadline, SIGTERM to the runtime, then
-        SIGKILL to whatever is left; every process here is gone when this returns."""
+        SIGKILL to whatever is left; every process here is gone when this returns (or is
+        cancelled: then they are killed at once)."""
+        try:
+            return await self._shutdown(reason, runtime, runtime_grace_s)
+        except asyncio.CancelledError:
+            self.stopping = True
+            for process in [*self.processes.values(), *([runtime] if runtime else [])]:
+                process.signal_group(9)
+            raise
+
+    async def _shutdown(
+        self, reason: str, runtime: Process | None, runtime_grace_s: float
+    ) -> int | None:
         phases = self.phases
         first = phases.phase is not Phase.SHUTDOWN
         phases.start_shutdown()

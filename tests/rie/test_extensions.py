@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, RieProcess, pids_in_session, rie
+from tests.rie.conftest import report
 
 HERE = Path(__file__).resolve().parent
 EXT_FIX = HERE / "fixtures" / "extensions"
@@ -81,7 +82,15 @@ def telemetry_events(path: Path) -> list[dict]:  # type: ignore[type-arg]
 
 def assert_gone(r: RieProcess) -> None:
     assert r.proc is not None
-    assert pids_in_session(r.proc.pid) == []
+    left = {pid: _cmdline(pid) for pid in pids_in_session(r.proc.pid)}
+    assert left == {}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
 
 
 # --- sh + curl: registration, INVOKE, SHUTDOWN, holding the next invocation ----------------
@@ -648,3 +657,26 @@ def test_sh_extension_under_the_go_emulator(tmp_path: Path) -> None:
         target.unlink()
         if created:
             opt.rmdir()
+
+
+def test_an_extension_past_the_deadline_times_the_invocation_out(tmp_path: Path) -> None:
+    """The caller has its answer; the extension never comes back to `next`: at the deadline the
+    invoke phase ends as a timeout (REPORT Status: timeout) and the environment is reset."""
+    log = tmp_path / "log"
+    gate = tmp_path / "gate"  # never opened
+    d = ext_dir(tmp_path, "sh-ext")
+    env = {"EXT_LOG": str(log), "EXT_GATE": str(gate)}
+    with with_exts(d, "handler.echo", "--timeout", "1", env=env) as r:
+        reply = r.invoke({})
+        assert reply.status == 200 and reply.header("X-Amz-Function-Error") is None
+        rid = reply.json()["requestId"]  # type: ignore[index]
+        rep = report(r, rid)
+        assert rep["Status"] == "timeout"
+        assert float(rep["Duration"].split()[0]) >= 900
+        r.wait_for(rf"{rid} Task timed out after 1.00 seconds")
+        # reset: the next invocation gets a fresh environment and extension
+        second = r.invoke({})
+        assert second.status == 200
+        wait_lines(log, lambda ls: sum("REGISTERED" in x for x in ls) == 2)
+        (tmp_path / f"gate.{second.json()['requestId']}").touch()  # type: ignore[index]
+    assert_gone(r)
