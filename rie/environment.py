@@ -261,17 +261,7 @@ class Environment:
             json_logs=self.config.user_env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON",
         )
         self.extensions = host
-        from . import telemetry
-
-        host.telemetry.emit(
-            telemetry.init_start(
-                self._init_type,
-                self.config.function_name,
-                self.config.function_version,
-                self.log_stream,
-                self.config.memory_mb,
-            )
-        )
+        host.platform_init_start(self._init_type, self.log_stream, self.config.memory_mb)
         return host
 
     @property
@@ -287,7 +277,6 @@ class Environment:
             self.extensions = self._make_host(())
             if self.state is not EnvState.INITIALIZING:
                 self.extensions.end_init()
-                self.extensions.telemetry.end_init()
         return self.extensions
 
     def _fail_init_without_runtime(self) -> None:
@@ -453,17 +442,8 @@ class Environment:
         init_ms = (time.perf_counter() - started) * 1000
         host = self.extensions
         if host is not None:
-            from . import telemetry
-
-            host.end_init()
             runtime_ms = (time.perf_counter() - self.process.started_at) * 1000
-            host.telemetry.emit(
-                telemetry.init_runtime_done(
-                    self._init_type, "success", time.time() - runtime_ms / 1000, runtime_ms, None
-                )
-            )
-            host.telemetry.emit(telemetry.init_report(self._init_type, "success", init_ms, None))
-            host.telemetry.end_init()
+            host.end_init(self._init_type, runtime_ms, init_ms)
         self._metrics.init_done(init_ms, self.provisioned)
         # provisioned environments are initialised outside any invocation: Lambda reports no
         # Init Duration for them
@@ -486,11 +466,7 @@ class Environment:
             tail.append(line)
         host = self.extensions
         if host is not None:
-            from . import telemetry
-
-            host.telemetry.emit(
-                telemetry.start(inv.request_id, self.config.function_version, inv.request.trace_id)
-            )
+            host.platform_start(inv, self.config.function_version)
             host.invoke(
                 inv.request_id,
                 inv.deadline_ms,
@@ -529,21 +505,7 @@ class Environment:
             self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
-            from . import telemetry
-
-            if host.telemetry.active:
-                host.telemetry.end_of_output()
-            host.telemetry.emit(
-                telemetry.runtime_done(
-                    inv.request_id,
-                    telemetry.status_of(inv.state.value),
-                    time.time() - inv.duration_ms / 1000,
-                    inv.duration_ms,
-                    len(inv.outcome.body) if inv.outcome else 0,
-                    inv.outcome.error_type if inv.outcome else None,
-                    inv.request.trace_id,
-                )
-            )
+            host.platform_runtime_done(inv)
             if host.busy and inv.state in (State.RESPONDED, State.ERRORED):
                 # the caller has its answer now; the environment waits for the extensions, and
                 # the REPORT (with their time) comes when they are back in `next`
@@ -558,11 +520,12 @@ class Environment:
         `status`: REPORT's Status when the platform ended the invoke phase after the response
         (extensions past the deadline)."""
         duration_ms = inv.duration_ms if duration_ms is None else duration_ms
+        max_memory_mb = -(-self.peak_memory_bytes // (1024 * 1024))
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
             duration_ms,
             self.config.memory_mb,
-            -(-self.peak_memory_bytes // (1024 * 1024)),
+            max_memory_mb,
             inv.init_duration_ms,
             status or inv.report_status,
             inv.outcome.error_type if inv.outcome else None,
@@ -577,21 +540,7 @@ class Environment:
         self._metrics.invocation_done(inv, duration_ms)
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
-            from . import telemetry
-
-            host.telemetry.emit(
-                telemetry.report(
-                    inv.request_id,
-                    status or telemetry.status_of(inv.state.value),
-                    duration_ms,
-                    logs.billed_ms(duration_ms),
-                    self.config.memory_mb,
-                    -(-self.peak_memory_bytes // (1024 * 1024)),
-                    inv.init_duration_ms,
-                    inv.outcome.error_type if inv.outcome else None,
-                    inv.request.trace_id,
-                )
-            )
+            host.platform_report(inv, duration_ms, self.config.memory_mb, max_memory_mb, status)
         callback = self._done_callbacks.pop(inv.request_id, None)
         if callback is not None:
             callback(inv)
@@ -698,16 +647,8 @@ class Environment:
 
     def _emit_init_failed(self, status: str, error_type: str, init_ms: float) -> None:
         host = self.extensions
-        if host is None:
-            return
-        from . import telemetry
-
-        host.telemetry.emit(
-            telemetry.init_runtime_done(
-                self._init_type, status, time.time() - init_ms / 1000, init_ms, error_type
-            )
-        )
-        host.telemetry.emit(telemetry.init_report(self._init_type, status, init_ms, error_type))
+        if host is not None:
+            host.platform_init_done(self._init_type, status, init_ms, init_ms, error_type)
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:

@@ -27,6 +27,8 @@ from typing import Protocol
 
 from . import telemetry
 from .errors import RieError, RouteMethodNotAllowed, RouteNotFound
+from .invocation import Invocation
+from .logs import billed_ms
 from .phases import EVENT_INVOKE, EVENT_SHUTDOWN, ExtensionApiError, ExtState, Phase, Phases
 from .supervisor import Process, spawn
 
@@ -230,8 +232,85 @@ class ExtensionHost:
     def busy(self) -> bool:
         return self.phases.busy
 
-    def end_init(self) -> None:
+    def end_init(
+        self, init_type: str | None = None, runtime_ms: float = 0.0, init_ms: float = 0.0
+    ) -> None:
+        """Init is over (reported as a success when `init_type` is given)."""
         self.phases.start_invoke()
+        if init_type is not None:
+            self.platform_init_done(init_type, "success", runtime_ms, init_ms, None)
+        self.telemetry.end_init()
+
+    # --- platform events, as the environment reports them (the same figures as its log) ------
+
+    def platform_init_start(self, init_type: str, instance_id: str, memory_mb: int) -> None:
+        f = self._function
+        self.telemetry.emit(
+            telemetry.init_start(
+                init_type, f["functionName"], f["functionVersion"], instance_id, memory_mb
+            )
+        )
+
+    def platform_init_done(
+        self,
+        init_type: str,
+        status: str,
+        runtime_ms: float,
+        init_ms: float,
+        error_type: str | None,
+    ) -> None:
+        if not self.telemetry.active:
+            return
+        started = time.time() - runtime_ms / 1000
+        self.telemetry.emit(
+            telemetry.init_runtime_done(init_type, status, started, runtime_ms, error_type)
+        )
+        self.telemetry.emit(telemetry.init_report(init_type, status, init_ms, error_type))
+
+    def platform_start(self, inv: Invocation, version: str) -> None:
+        if self.telemetry.active:
+            self.telemetry.emit(telemetry.start(inv.request_id, version, inv.request.trace_id))
+
+    def platform_runtime_done(self, inv: Invocation) -> None:
+        if not self.telemetry.active:
+            return
+        self.telemetry.end_of_output()  # the invocation's lines come before its runtimeDone
+        outcome = inv.outcome
+        self.telemetry.emit(
+            telemetry.runtime_done(
+                inv.request_id,
+                telemetry.status_of(inv.state.value),
+                time.time() - inv.duration_ms / 1000,
+                inv.duration_ms,
+                len(outcome.body) if outcome else 0,
+                outcome.error_type if outcome else None,
+                inv.request.trace_id,
+            )
+        )
+
+    def platform_report(
+        self,
+        inv: Invocation,
+        duration_ms: float,
+        memory_mb: int,
+        max_memory_mb: int,
+        status: str | None,
+    ) -> None:
+        if not self.telemetry.active:
+            return
+        self.telemetry.emit(
+            telemetry.report(
+                inv.request_id,
+                status or telemetry.status_of(inv.state.value),
+                duration_ms,
+                billed_ms(duration_ms),
+                memory_mb,
+                max_memory_mb,
+                inv.init_duration_ms,
+                inv.outcome.error_type if inv.outcome else None,
+                inv.request.trace_id,
+            )
+        )
 
     def invoke(self, request_id: str, deadline_ms: int, arn: str, trace_id: str) -> bool:
         """INVOKE to every subscribed extension; True if any is now working on it."""
