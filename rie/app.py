@@ -22,7 +22,6 @@ from .environment import Endpoint, Environment
 from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
 from .metrics import Metrics
-from .phases import MAX_EXTENSIONS
 from .pool import EventQueue, Pool
 from .supervisor import MemoryCgroup
 
@@ -53,6 +52,7 @@ class Server:
         """Unpack the layers (once, for every environment) and find the extensions."""
         from .extensions import find_extensions
         from .layers import Layers
+        from .phases import MAX_EXTENSIONS
 
         self.layers = Layers.prepare(config.layers)
         environ.update(self.layers.environment(environ))

@@ -269,15 +269,18 @@ class Environment:
         return "provisioned-concurrency" if self.provisioned else "on-demand"
 
     def extension_api(self) -> ExtensionHost:
-        """The host that answers this environment's Extensions API calls (made on demand for an
-        internal extension, which registers from inside the runtime's process)."""
-        if self.extensions is None and self._closing_host is not None:
-            return self._closing_host
-        if self.extensions is None:
-            self.extensions = self._make_host(())
-            if self.state is not EnvState.INITIALIZING:
-                self.extensions.end_init()
-        return self.extensions
+        """The host that answers this environment's Extensions API calls: the one of this init
+        (or of the one shutting down). With none, one is made: kept if the environment is in its
+        init (an internal extension registers from inside the runtime's process), else only to
+        answer this call (registration is closed, no identifier is known)."""
+        host = self.extensions or self._closing_host
+        if host is not None:
+            return host
+        host = self._make_host(())
+        if self.state is not EnvState.INITIALIZING:
+            self.extensions = None
+            host.end_init()
+        return host
 
     def _fail_init_without_runtime(self) -> None:
         """An extension failed the init before the runtime was started."""
@@ -519,7 +522,7 @@ class Environment:
         """END and REPORT of an invocation; the caller is answered here unless it already was.
         `status`: REPORT's Status when the platform ended the invoke phase after the response
         (extensions past the deadline)."""
-        duration_ms = inv.duration_ms if duration_ms is None else duration_ms
+        held_ms, duration_ms = duration_ms, inv.duration_ms if duration_ms is None else duration_ms
         max_memory_mb = -(-self.peak_memory_bytes // (1024 * 1024))
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
@@ -537,7 +540,7 @@ class Environment:
             tail.append(data)
             inv.tail = tail.value()
         self.last_used = time.monotonic()
-        self._metrics.invocation_done(inv, duration_ms)
+        self._metrics.invocation_done(inv, held_ms)
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
             host.platform_report(inv, duration_ms, self.config.memory_mb, max_memory_mb, status)

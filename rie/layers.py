@@ -14,10 +14,8 @@ Invariant: a temporary directory made here is removed by `Layers.cleanup` (calle
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -52,6 +50,7 @@ class Layers:
 
     @classmethod
     def prepare(cls, paths: Sequence[str]) -> Layers:
+        import tempfile
         import zipfile
 
         layers = cls()
@@ -84,6 +83,8 @@ class Layers:
         return found
 
     def python_paths(self) -> list[str]:
+        import glob
+
         paths = []
         for root in reversed(self.roots):
             python = os.path.join(root, "python")

@@ -34,7 +34,6 @@ from .errors import (
     RouteNotFound,
     TruncatedHTTPRequest,
 )
-from .extensions import PREFIXES as EXTENSION_PREFIXES
 from .invocation import Invocation, State
 
 log = logging.getLogger("rie")
@@ -56,6 +55,9 @@ H_ERROR_BODY = "lambda-runtime-function-error-body"
 H_RESPONSE_MODE = "lambda-runtime-function-response-mode"
 ERROR_CAUSE_TYPE = "application/vnd.aws.lambda.error.cause+json"
 
+# the Extensions, Telemetry and Logs APIs (rie/extensions.py, imported only when one is called,
+# so that a function without extensions pays nothing for them)
+EXTENSION_PREFIXES = ("/2020-01-01/extension/", "/2022-07-01/telemetry", "/2020-08-15/logs")
 STREAM_LIMIT = 200 * 1024 * 1024  # what Lambda allows a streamed response
 _HEAD_LIMIT = 64 * 1024
 # a refused body is read and dropped (so the client can finish sending and read the answer) up to

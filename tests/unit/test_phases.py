@@ -129,3 +129,9 @@ def test_no_extensions_no_shutdown_time() -> None:
     assert p.shutdown_ms == 0
     p.register("inner", ["INVOKE"])
     assert p.shutdown_ms == 500
+
+
+def test_the_runtime_api_routes_every_extension_path() -> None:
+    from rie import extensions, runtime_api
+
+    assert runtime_api.EXTENSION_PREFIXES == extensions.PREFIXES
