@@ -258,7 +258,10 @@ class Environment:
                 "accountId": self.config.account_id,
             },
             self._sink.write,
-            json_logs=self.config.user_env.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON",
+            json_logs=self.config.runtime_environment(self._base_env)
+            .get("AWS_LAMBDA_LOG_FORMAT", "")
+            .upper()
+            == "JSON",
         )
         self.extensions = host
         host.platform_init_start(self._init_type, self.log_stream, self.config.memory_mb)

@@ -376,6 +376,19 @@ def test_telemetry_over_tcp_and_the_oldest_schema(tmp_path: Path) -> None:
     assert done["requestId"] == rid and "spans" not in done
 
 
+def test_function_records_are_objects_under_the_json_log_format(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    d = ext_dir(tmp_path, "py-ext")
+    env = {"EXT_LOG": str(log), "AWS_LAMBDA_LOG_FORMAT": "JSON"}
+    with with_exts(d, "handler.logs", env=env) as r:
+        rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
+        wait_lines(log, lambda ls: any('"platform.report"' in x for x in ls))
+    records_ = [ev["record"] for ev in telemetry_events(log) if ev["type"] == "function"]
+    logged = [x for x in records_ if isinstance(x, dict) and x.get("requestId") == rid]
+    assert len(logged) == 1
+    assert logged[0]["message"] == f"logged {rid}" and logged[0]["level"] == "WARNING"
+
+
 def test_logs_api_deliveries(tmp_path: Path) -> None:
     log = tmp_path / "log"
     d = ext_dir(tmp_path, "py-ext")
