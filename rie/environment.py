@@ -179,6 +179,10 @@ class Environment:
         self.state = EnvState.RETIRED
         process, self.process = self.process, None
         host, self.extensions = self.extensions, None
+        if self._stopping_extensions is not None:
+            # the extensions of a reset are still being shut down: that ends within its deadline
+            with contextlib.suppress(Exception):
+                await self._stopping_extensions
         self._release_held()
         if host is not None:
             code = await self._shutdown_host(host, "spindown", process, grace_s)

@@ -17,6 +17,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -89,7 +90,8 @@ class ExtensionHost:
         self.telemetry = telemetry.Telemetry(json_logs)
         self.processes: dict[str, Process] = {}
         self._waiting: dict[str, Reply] = {}  # extension id -> its waiting `next`
-        self._pending: dict[str, bytes] = {}  # extension id -> an event it has not fetched yet
+        # extension id -> events it has not fetched yet, oldest first
+        self._pending: dict[str, collections.deque[bytes]] = {}
         self._registered: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.started_at = 0.0  # perf_counter when the extensions were started
@@ -334,7 +336,8 @@ class ExtensionHost:
     def _send_event(self, ext_id: str, payload: bytes) -> None:
         ext = self.phases.extensions[ext_id]
         if ext.state is ExtState.RUNNING:
-            self._pending[ext_id] = payload  # still busy with the last event: its next `next`
+            # still busy with the last event: it gets this one at its next `next`
+            self._pending.setdefault(ext_id, collections.deque()).append(payload)
             return
         if ext.state is not ExtState.READY:
             return
@@ -343,7 +346,8 @@ class ExtensionHost:
         if reply is not None:
             reply(200, {"Lambda-Extension-Identifier": ext_id}, payload)
         else:
-            self._pending[ext_id] = payload  # its `next` connection dropped: it gets it next time
+            # its `next` connection dropped: it gets the event at its next call
+            self._pending.setdefault(ext_id, collections.deque()).append(payload)
 
     # --- the API calls ---------------------------------------------------------------------
 
@@ -389,7 +393,8 @@ class ExtensionHost:
             ext_id = ext.id
             if first:
                 self.telemetry.emit(telemetry.extension(ext.name, "Ready", ext.events))
-            payload = self._pending.pop(ext_id, None)
+            queue = self._pending.get(ext_id)
+            payload = queue.popleft() if queue else None
             if payload is not None:
                 phases.deliver(ext)
                 reply(200, {"Lambda-Extension-Identifier": ext_id}, payload)

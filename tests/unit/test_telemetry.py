@@ -244,3 +244,52 @@ def test_events_of_init_reach_a_later_subscription() -> None:
 
     kinds = [ev["type"] for b in asyncio.run(run()) for ev in b]
     assert kinds == ["platform.initStart", "function", "platform.start"]
+
+
+def test_a_subscriber_that_falls_behind_gets_logs_dropped() -> None:
+    async def run() -> tuple[list[list[dict]], int]:  # type: ignore[type-arg]
+        batches: list[list[dict]] = []  # type: ignore[type-arg]
+        release = asyncio.Event()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    break
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length")
+                    )
+                )
+                batches.append(json.loads(await reader.readexactly(length)))
+                await release.wait()  # the first answer waits until the test has flooded it
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sub = t.Subscription("ext", _request(port, maxItems=1000, timeoutMs=25))
+        sub.add(t.log_line("function", "first", False))
+        for _ in range(500):
+            if batches:
+                break
+            await asyncio.sleep(0.01)
+        total = 1
+        for i in range(12000):
+            sub.add(t.log_line("function", f"flood {i}", False))
+            total += 1
+        release.set()
+        await sub.close(10)
+        server.close()
+        return batches, total
+
+    batches, total = asyncio.run(run())
+    events = [ev for b in batches for ev in b]
+    dropped = [ev["record"] for ev in events if ev["type"] == "platform.logsDropped"]
+    assert len(dropped) == 1 and dropped[0]["droppedRecords"] == 2000
+    assert dropped[0]["droppedBytes"] > 0
+    delivered = [ev for ev in events if ev["type"] == "function"]
+    assert len(delivered) + dropped[0]["droppedRecords"] == total
