@@ -693,3 +693,39 @@ def test_an_extension_past_the_deadline_times_the_invocation_out(tmp_path: Path)
         wait_lines(log, lambda ls: sum("REGISTERED" in x for x in ls) == 2)
         (tmp_path / f"gate.{second.json()['requestId']}").touch()  # type: ignore[index]
     assert_gone(r)
+
+
+INTERNAL_WRAPPER = """#!/bin/sh
+# an exec wrapper that registers an internal extension before the runtime starts (as in-process
+# extensions do), serves it from a background loop, then execs the runtime
+api="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+h=$(mktemp)
+curl -sS -D "$h" -o /dev/null -X POST "$api/register" -H "Lambda-Extension-Name: inner" -d '{"events":["INVOKE"]}'
+id=$(sed -n 's/^[Ll]ambda-[Ee]xtension-[Ii]dentifier: *\\([0-9a-f-]*\\).*/\\1/p' "$h")
+echo "inner REGISTERED $id" >> "$EXT_LOG"
+curl -sS -X POST "$api/register" -H "Lambda-Extension-Name: inner2" -d '{"events":["SHUTDOWN"]}' >> "$EXT_LOG"
+echo >> "$EXT_LOG"
+(
+    while true; do
+        event=$(curl -sS "$api/event/next" -H "Lambda-Extension-Identifier: $id")
+        rid=$(printf '%s' "$event" | sed -n 's/.*"requestId": *"\\([^"]*\\)".*/\\1/p')
+        echo "inner INVOKE $rid" >> "$EXT_LOG"
+    done
+) &
+exec "$@"
+"""
+
+
+def test_an_internal_extension_registered_by_an_exec_wrapper(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(INTERNAL_WRAPPER)
+    wrapper.chmod(0o755)
+    env = {"EXT_LOG": str(log), "AWS_LAMBDA_EXEC_WRAPPER": str(wrapper)}
+    with rie("--task-root", str(EXT_FIX), "--handler", "handler.echo", env=env) as r:
+        rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
+        lines = wait_lines(log, has(f"inner INVOKE {rid}"))
+    assert lines[0].startswith("inner REGISTERED ")
+    # an internal extension cannot take SHUTDOWN
+    assert json.loads(lines[1])["errorType"] == "Extension.InvalidEventType"
+    assert_gone(r)
