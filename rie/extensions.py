@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Protocol
 
@@ -48,6 +49,13 @@ H_ERROR_TYPE = "lambda-extension-function-error-type"
 # (status, extra headers, body): how an answer is handed back to the HTTP layer
 Reply = Callable[[int, Mapping[str, str], bytes], None]
 _ACCEPTED = b'{"status":"OK"}'
+
+
+def _event_headers(ext_id: str) -> dict[str, str]:
+    return {
+        "Lambda-Extension-Identifier": ext_id,
+        "Lambda-Extension-Event-Identifier": str(uuid.uuid4()),
+    }
 
 
 class Owner(Protocol):
@@ -344,7 +352,7 @@ class ExtensionHost:
         self.phases.deliver(ext)
         reply = self._waiting.pop(ext_id, None)
         if reply is not None:
-            reply(200, {"Lambda-Extension-Identifier": ext_id}, payload)
+            reply(200, _event_headers(ext_id), payload)
         else:
             # its `next` connection dropped: it gets the event at its next call
             self._pending.setdefault(ext_id, collections.deque()).append(payload)
@@ -397,7 +405,7 @@ class ExtensionHost:
             payload = queue.popleft() if queue else None
             if payload is not None:
                 phases.deliver(ext)
-                reply(200, {"Lambda-Extension-Identifier": ext_id}, payload)
+                reply(200, _event_headers(ext_id), payload)
                 return None
             old = self._waiting.pop(ext_id, None)
             if old is not None:

@@ -360,6 +360,8 @@ def test_telemetry_of_an_error_and_a_timeout(tmp_path: Path) -> None:
         x["event"] for x in recs if x["kind"] == "event" and x["event"]["eventType"] == "SHUTDOWN"
     )
     assert shutdown["shutdownReason"] == "timeout"
+    ids = [x["event_id"] for x in recs if x["kind"] == "event"]
+    assert all(re.fullmatch(r"[0-9a-f-]{36}", i) for i in ids) and len(set(ids)) == len(ids)
     assert shutdown["deadlineMs"] > 0
 
 
