@@ -731,3 +731,34 @@ def test_an_internal_extension_registered_by_an_exec_wrapper(tmp_path: Path) -> 
     # an internal extension cannot take SHUTDOWN
     assert json.loads(lines[1])["errorType"] == "Extension.InvalidEventType"
     assert_gone(r)
+
+
+def test_each_environment_has_its_own_extensions(tmp_path: Path) -> None:
+    """Two provisioned environments, two overlapping invocations: each extension is started
+    ahead of any invoke and sees only the invocation of its own environment."""
+    log = tmp_path / "log"
+    d = ext_dir(tmp_path, "py-ext")
+    env = {"EXT_LOG": str(log), "EXT_SUBSCRIBE": "telemetry"}
+    flags = ("--provisioned", "2", "--max-concurrency", "2")
+    with with_exts(d, "handler.slow", *flags, env=env) as r:
+        regs = wait_lines(log, lambda ls: sum('"registered"' in x for x in ls) == 2)
+        assert not any('"eventType": "INVOKE"' in x for x in regs)  # both ready before any invoke
+        replies: list[object] = []
+        threads = [
+            threading.Thread(target=lambda: replies.append(r.invoke({"sleep": 1})))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        rids = [reply.header("X-Amzn-RequestId") for reply in replies]  # type: ignore[attr-defined]
+        wait_lines(log, lambda ls: sum('"eventType": "INVOKE"' in x for x in ls) == 2)
+        wait_lines(log, lambda ls: sum('"platform.report"' in x for x in ls) >= 2)
+    invokes = [
+        x for x in records(log) if x["kind"] == "event" and x["event"]["eventType"] == "INVOKE"
+    ]
+    assert sorted(x["event"]["requestId"] for x in invokes) == sorted(rids)
+    assert len({x["api"] for x in invokes}) == 2  # one per environment's endpoint
+    starts = [ev for ev in telemetry_events(log) if ev["type"] == "platform.initStart"]
+    assert [ev["record"]["initializationType"] for ev in starts] == ["provisioned-concurrency"] * 2
