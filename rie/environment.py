@@ -228,8 +228,6 @@ class Environment:
     async def _start_extensions(self) -> bool:
         """Start the external extensions and wait for their registration (Lambda starts the
         runtime after that); False if the init failed meanwhile."""
-        from .extensions import ExtensionHost
-
         host = self._make_host(self.config.extension_paths)
         try:
             await asyncio.wait_for(
@@ -246,7 +244,6 @@ class Environment:
         if self._init_error is not None:
             self._fail_init_without_runtime()
             return False
-        assert isinstance(host, ExtensionHost)
         return True
 
     def _make_host(self, paths: tuple[str, ...]) -> ExtensionHost:
@@ -305,10 +302,7 @@ class Environment:
         self._settle_warm()
 
     def _stop_extensions(self, reason: str, process: Process | None = None) -> None:
-        if self.state is EnvState.READY:
-            self.state = EnvState.RESETTING  # no new work while the held one is reported
-            self._release_held()
-            self.state = EnvState.READY
+        self._end_held()
         host, self.extensions = self.extensions, None
         if host is not None:
             self._stopping_extensions = asyncio.ensure_future(
@@ -585,10 +579,17 @@ class Environment:
         if self._held is not inv:
             return
         self._sink.write(logs.timeout_line(inv.request_id, inv.timeout_s).encode())
-        self.state = EnvState.RESETTING  # no new work while the held one is reported
-        self._release_held("timeout")
-        self.state = EnvState.READY
+        self._end_held("timeout")
         self._reset("timeout")
+
+    def _end_held(self, status: str | None = None) -> None:
+        """Report the held invocation because the environment is being reset: the slot it
+        frees must not take new work meanwhile."""
+        if self._held is None:
+            return
+        state, self.state = self.state, EnvState.RESETTING
+        self._release_held(status)
+        self.state = state
 
     # --- what the extensions tell (rie/extensions.py) ---------------------------------------
 
@@ -613,7 +614,7 @@ class Environment:
             return
         if self.state is not EnvState.READY:
             return
-        self._release_held()
+        self._end_held()
         for inv in list(self.running.values()):
             inv.fail(error_type, body=body)
         self._reset("failure")
