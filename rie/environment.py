@@ -5,7 +5,10 @@ Invariants:
   else starts, and the next invocation assigned to a cold environment starts a fresh init;
 - an invocation assigned here is answered exactly once, whatever the runtime does: it responds,
   posts an error, times out, exits, fails its init or the environment retires;
-- the runtime can only reach invocations of this environment: ids are looked up here alone.
+- the runtime can only reach invocations of this environment: ids are looked up here alone;
+- with extensions (rie/extensions.py, rules in rie/phases.py), init ends and the next invocation
+  starts only when the runtime and every extension are back in `next`; a reset or retirement
+  shuts them down (SHUTDOWN, then kill) along with the runtime.
 """
 
 from __future__ import annotations
