@@ -630,7 +630,11 @@ class Environment:
         if now - self._memory_sampled_at < _MEMORY_SAMPLE_S and inv.duration_ms < 5:
             return
         self._memory_sampled_at = now
-        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+        used = process.memory_used_bytes()
+        host = self.extensions
+        if host is not None:
+            used += host.memory_used_bytes()  # Lambda's figure is the whole sandbox's
+        self.peak_memory_bytes = max(self.peak_memory_bytes, used)
 
     def _timed_out(self, inv: Invocation) -> None:
         if inv.state not in (State.RUNNING, State.STREAMING):

@@ -232,6 +232,10 @@ class ExtensionHost:
         for task in list(self._tasks):
             task.cancel()
 
+    def memory_used_bytes(self) -> int:
+        """The extensions' part of the environment's memory (their processes' peaks)."""
+        return sum(p.memory_used_bytes() for p in self.processes.values())
+
     # --- what the environment tells ---------------------------------------------------------
 
     @property

@@ -762,3 +762,12 @@ def test_each_environment_has_its_own_extensions(tmp_path: Path) -> None:
     assert len({x["api"] for x in invokes}) == 2  # one per environment's endpoint
     starts = [ev for ev in telemetry_events(log) if ev["type"] == "platform.initStart"]
     assert [ev["record"]["initializationType"] for ev in starts] == ["provisioned-concurrency"] * 2
+
+
+def test_max_memory_used_counts_the_extensions(tmp_path: Path) -> None:
+    d = ext_dir(tmp_path, "py-ext")
+    env = {"EXT_SUBSCRIBE": "none", "EXT_ALLOC_MB": "80"}
+    with with_exts(d, "handler.echo", env=env) as r:
+        rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
+        rep = report(r, rid)
+    assert int(rep["Max Memory Used"].split()[0]) >= 80
