@@ -38,6 +38,7 @@ _BUFFERING = {  # (minimum, maximum, Telemetry API default, Logs API default)
 # what a subscriber may hold unread before records are dropped (and reported as such)
 _QUEUE_LIMIT_ITEMS = 10000
 _DELIVERY_TIMEOUT_S = 5.0
+_RETRY_DELAYS_S = (0.05, 0.25)  # a batch is tried three times before it is dropped
 
 Event = dict[str, Any]
 
@@ -356,6 +357,7 @@ class Subscription:
     _flush_requested: bool = False
     closed: bool = False
     delivered_batches: int = 0
+    failed_attempts: int = 0
 
     def wants(self, kind: str) -> bool:
         head = kind.split(".", 1)[0]
@@ -463,28 +465,36 @@ class Subscription:
 
     async def _send(self, batch: list[Event]) -> None:
         dest = self.request.destination
-        try:
-            if dest.protocol == "HTTP":
-                body = json.dumps(batch, separators=(",", ":")).encode()
-                await asyncio.wait_for(self._post(dest, body), _DELIVERY_TIMEOUT_S)
-            else:
-                data = b"".join(
-                    json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in batch
-                )
-                await asyncio.wait_for(self._write_tcp(dest, data), _DELIVERY_TIMEOUT_S)
-            self.delivered_batches += 1
-        except (TimeoutError, OSError, ValueError) as exc:
-            # Lambda retries and then drops; a local subscriber that is not listening loses the
-            # batch, and the loss is told in the log rather than hidden
-            log.warning(
-                "telemetry: %s: delivery of %d events to %s:%d failed: %s",
-                self.name,
-                len(batch),
-                dest.host,
-                dest.port,
-                exc or type(exc).__name__,
+        if dest.protocol == "HTTP":
+            data = json.dumps(batch, separators=(",", ":")).encode()
+        else:
+            data = b"".join(
+                json.dumps(item, separators=(",", ":")).encode() + b"\n" for item in batch
             )
-            self._close_connection()
+        for delay in (*_RETRY_DELAYS_S, None):
+            try:
+                if dest.protocol == "HTTP":
+                    await asyncio.wait_for(self._post(dest, data), _DELIVERY_TIMEOUT_S)
+                else:
+                    await asyncio.wait_for(self._write_tcp(dest, data), _DELIVERY_TIMEOUT_S)
+                self.delivered_batches += 1
+                return
+            except (TimeoutError, OSError, ValueError) as exc:
+                self._close_connection()
+                self.failed_attempts += 1
+                if delay is not None:
+                    await asyncio.sleep(delay)
+                    continue
+                # as on Lambda, a batch that cannot be delivered after a few tries is dropped;
+                # here the loss is told in the log rather than hidden
+                log.warning(
+                    "telemetry: %s: delivery of %d events to %s:%d failed: %s",
+                    self.name,
+                    len(batch),
+                    dest.host,
+                    dest.port,
+                    exc or type(exc).__name__,
+                )
 
     async def _connect(
         self, dest: Destination

@@ -293,3 +293,33 @@ def test_a_subscriber_that_falls_behind_gets_logs_dropped() -> None:
     assert dropped[0]["droppedBytes"] > 0
     delivered = [ev for ev in events if ev["type"] == "function"]
     assert len(delivered) + dropped[0]["droppedRecords"] == total
+
+
+def test_a_batch_is_retried_when_the_receiver_comes_late() -> None:
+    async def run() -> list[list[dict]]:  # type: ignore[type-arg]
+        # the port is free until the receiver starts, after the first attempt failed
+        server, batches, port = await _http_receiver()
+        server.close()
+        await server.wait_closed()
+        sub = t.Subscription("ext", _request(port))
+        sub.add(t.log_line("function", "kept", False))
+        for _ in range(1000):  # the first attempt is refused: nobody listens yet
+            if sub.failed_attempts:
+                break
+            await asyncio.sleep(0.005)
+        assert sub.failed_attempts == 1
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            batches.append(json.loads(await reader.readexactly(length)))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+
+        late = await asyncio.start_server(handle, "127.0.0.1", port)
+        await sub.close(5)
+        late.close()
+        return batches
+
+    batches = asyncio.run(run())
+    assert [ev["record"] for b in batches for ev in b] == ["kept"]
