@@ -51,7 +51,14 @@ class Server:
         self.events.start()
         app = build_app(Services(self.config, self.pool, self.events, self.metrics))
         addr = self.config.invoke_address
-        self._runner, self.invoke_port = await listen(app, addr.host, addr.port, fallback=False)
+        self._runner, self.invoke_port = await listen(
+            app,
+            addr.host,
+            addr.port,
+            fallback=False,
+            head_timeout_s=self.config.request_head_timeout_s,
+            keepalive_timeout_s=self.config.keepalive_timeout_s,
+        )
         print(
             f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
             file=sys.stderr,

@@ -1,8 +1,10 @@
 """The Lambda Invoke API, served to callers (curl, boto3, the AWS CLI), and `/metrics`.
 
 Each handler validates the whole request first (function name, qualifier, headers, payload size,
-client context), so that a bad request is refused with the AWS error botocore models and never
-reaches an environment; then it hands one invocation to the pool and renders its one outcome.
+client context, the payload being JSON), so that a bad request is refused with the AWS error
+botocore models and never reaches an environment; then it hands one invocation to the pool and
+renders its one outcome. What can be refused from the head alone is refused before the body is
+read, and before `100 Continue` is sent to a client that asked for it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from . import eventstream
 from .config import Config
@@ -28,14 +34,14 @@ from .errors import (
     CLIENT_CONTEXT_LIMIT,
     SYNC_PAYLOAD_LIMIT,
     InvalidRequestContent,
-    InvokeApiError,
     MethodNotAllowed,
     RequestTooLarge,
     ResourceNotFound,
     RieError,
     UnknownPath,
+    invoke_api_error,
 )
-from .httpserver import body_truncated
+from .httpserver import body_truncated, render
 from .invocation import Invocation, Request
 from .metrics import Metrics
 from .pool import EventQueue, Pool
@@ -59,7 +65,15 @@ H_FUNCTION_ERROR = "X-Amz-Function-Error"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 # what `curl -d` sends unless told otherwise; no Lambda event is form data, so it means JSON
 _CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")  # header values passed on to the runtime
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# what a caller's header may hold to be passed on to the runtime: visible ASCII, spaces and tabs
+# (aiohttp hands other bytes over as UTF-8 or surrogate escapes; neither goes into a header)
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# the caller headers passed on to the runtime (the client context is checked as it is decoded)
+_FORWARDED = ("Content-Type", H_TRACE, H_TENANT, H_COGNITO)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NOT_JSON = "Could not parse request body into json: Could not parse payload into json: "
+_SOURCE_SHOWN = 500  # characters of a refused payload quoted in the error, as Lambda's parser does
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,8 @@ def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> No
 def decode_client_context(value: str | None) -> str | None:
     if value is None:
         return None
+    if not _PRINTABLE.fullmatch(value):
+        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.")
     if len(value) > CLIENT_CONTEXT_LIMIT:
         raise InvalidRequestContent(f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes")
     try:
@@ -123,22 +139,95 @@ def decode_client_context(value: str | None) -> str | None:
     return text if _PRINTABLE.fullmatch(text) else json.dumps(doc, separators=(",", ":"))
 
 
+def event_payload(body: bytes) -> bytes:
+    """The event as the function gets it. Lambda refuses a payload that is not JSON (any JSON
+    value will do) and hands an empty one over as `{}`."""
+    if not body:
+        return b"{}"
+    try:
+        orjson.loads(body)  # the hot path: one fast parse, its result dropped
+        return body
+    except orjson.JSONDecodeError:
+        pass
+    detail = json_error(body)
+    if detail is None:
+        return body  # JSON that orjson declines: a number beyond a double, a lone surrogate
+    raise InvalidRequestContent(_NOT_JSON + detail)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"Non-standard token '{name}'")
+
+
+def json_error(body: bytes) -> str | None:
+    """Why `body` is not JSON, in the shape of Lambda's parser messages (what went wrong, then
+    where: the source quoted up to 500 characters, line and column); None if it is JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = body.decode("utf-8", "replace")
+        prefix = text[: exc.start]
+        what = f"Invalid UTF-8 start byte 0x{body[exc.start]:02x}"
+        line, column = prefix.count("\n") + 1, exc.start - (prefix.rfind("\n") + 1) + 1
+    else:
+        try:
+            json.loads(text, parse_constant=_reject_constant)
+            return None
+        except json.JSONDecodeError as exc:
+            what, line, column = exc.msg, exc.lineno, exc.colno
+            token = re.match(r"[A-Za-z_][\w.+-]*", text[exc.pos :])
+            if exc.msg == "Expecting value" and token:
+                what = (
+                    f"Unrecognized token '{token.group()}': was expecting (JSON String, Number, "
+                    "Array, Object or token 'null', 'true' or 'false')"
+                )
+        except RecursionError:
+            what, line, column = "Maximum nesting depth exceeded", 1, 1
+        except ValueError as exc:  # a non-standard constant (NaN, Infinity)
+            what, line, column = str(exc), 1, 1
+    source = text[:_SOURCE_SHOWN]
+    cut = len(text) - len(source)
+    shown = f'"{source}"' + (f"[truncated {cut} chars]" if cut else "")
+    return f"{what}\n at [Source: (byte[]){shown}; line: {line}, column: {column}]"
+
+
+def _expects_continue(request: web.Request) -> bool:
+    expect = request.headers.get("Expect")
+    if expect is None or request.version != HttpVersion11:
+        return False
+    if expect.lower() != "100-continue":
+        error = InvalidRequestContent(f"Unsupported expectation {expect!r}")
+        error.status = 417  # type: ignore[misc]
+        raise error
+    return True
+
+
 async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
-    """The request body, refused with 413 before buffering more than `limit` bytes of it."""
+    """The request body, refused with 413 before buffering more than `limit` bytes of it.
+
+    A client waiting for `100 Continue` gets it only here, once its head was found acceptable;
+    one refused before has its answer instead, without having sent its body."""
     too_large = RequestTooLarge(
         f"Request must be smaller than {limit} bytes for the {operation} operation"
     )
     declared = request.content_length
     if declared is not None and declared > limit:
         raise too_large
+    if _expects_continue(request) and declared != 0:
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # what was sent is not (a part of) the answer
     body = bytearray()
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        detail = (str(exc).splitlines() or ["unreadable"])[0].rstrip(": ")
+        raise InvalidRequestContent(f"Malformed request body: {detail}") from None
     if body_truncated(request) or (declared is not None and len(body) < declared):
         raise InvalidRequestContent("HTTP request detected as truncated")
     return bytes(body)
@@ -160,17 +249,21 @@ async def accept(request: web.Request, operation: str) -> Invocation | web.Respo
     log_type = headers.get(H_LOG_TYPE, "None")
     if log_type not in ("None", "Tail"):
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
-    for name in (H_TRACE, H_TENANT, H_COGNITO):
-        value = headers.get(name)
-        if value is not None and not _PRINTABLE.fullmatch(value):
-            raise InvalidRequestContent(f"Invalid value for header {name}")
-    is_event = invocation_type == "Event"
-    payload = await read_payload(
-        request,
-        ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
-        "InvokeAsync" if is_event else operation,
-    )
+    for name in _FORWARDED:
+        for value in headers.getall(name, ()):
+            if not _HEADER_VALUE.fullmatch(value):
+                raise InvalidRequestContent(
+                    f"Invalid value for header {name}: only visible ASCII characters are allowed"
+                )
     client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
+    is_event = invocation_type == "Event"
+    payload = event_payload(
+        await read_payload(
+            request,
+            ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
+            "InvokeAsync" if is_event else operation,
+        )
+    )
     request_id, new_trace = new_ids()
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={H_REQUEST_ID: request_id})
@@ -301,7 +394,20 @@ def rendering_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except RieError as error:
-            return web.Response(status=error.status, body=error.body(), headers=error.headers())
+            response = web.Response(status=error.status, body=error.body(), headers=error.headers())
+            body = request.content
+            if not body.is_eof():
+                # refused before its body was read: the connection cannot carry another request
+                response.force_close()
+                if body.total_bytes == 0 and _expects_continue(request):
+                    # nor will the body come, for want of a `100 Continue`: close at once
+                    # rather than wait for it
+                    body.feed_eof()
+            return response
+        except web.HTTPException as exc:  # aiohttp's own, in its plain text otherwise
+            if exc.status < 400:
+                raise
+            return render(invoke_api_error(exc.status, exc.reason))
         except ConnectionResetError:
             # the caller hung up before its request was complete: there is no one to answer
             return web.Response(status=400)
@@ -309,16 +415,16 @@ def rendering_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def _render(error: InvokeApiError) -> web.Response:
-    return web.Response(status=error.status, body=error.body(), headers=error.headers())
-
-
 async def unknown_path(request: web.Request) -> web.StreamResponse:
-    return _render(UnknownPath(f"No operation at {request.path}"))
+    return render(UnknownPath(f"No operation at {request.path}"))
 
 
 async def method_not_allowed(request: web.Request) -> web.StreamResponse:
-    return _render(MethodNotAllowed(f"Method {request.method} not allowed on {request.path}"))
+    return render(MethodNotAllowed(f"Method {request.method} not allowed on {request.path}"))
+
+
+async def _no_early_continue(request: web.Request) -> None:
+    """`100 Continue` is sent by `read_payload`, once the head is known to be acceptable."""
 
 
 def build_app(services: Services) -> web.Application:
@@ -331,7 +437,9 @@ def build_app(services: Services) -> web.Application:
         ("GET", "/metrics", metrics),
         ("GET", "/ping", ping),
     ):
-        app.router.add_route(method, path, rendering_errors(handler))
-        app.router.add_route("*", path, method_not_allowed)
-    app.router.add_route("*", "/{tail:.*}", unknown_path)
+        app.router.add_route(
+            method, path, rendering_errors(handler), expect_handler=_no_early_continue
+        )
+        app.router.add_route("*", path, method_not_allowed, expect_handler=_no_early_continue)
+    app.router.add_route("*", "/{tail:.*}", unknown_path, expect_handler=_no_early_continue)
     return app
