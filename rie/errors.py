@@ -168,6 +168,10 @@ def invoke_api_error(status: int, message: str) -> InvokeApiError:
         kind = RequestTooLarge
     elif status == RequestTimeout.status:
         kind = RequestTimeout
+    elif status == UnknownPath.status:
+        kind = UnknownPath
+    elif status == MethodNotAllowed.status:
+        kind = MethodNotAllowed
     elif 400 <= status < 500:
         kind = InvalidRequestContent
     else:

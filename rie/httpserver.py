@@ -19,7 +19,7 @@ import errno
 import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 from aiohttp.http import RawRequestMessage
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.streams import StreamReader
@@ -129,10 +129,26 @@ class _Handler(RequestHandler):
                 reading.set_exception(RequestPayloadError(getattr(error, "message", "")))
                 return
             self._last_body = messages[-1][1]
+            for i in range(max(len(messages) - (self._request_count - count), 0), len(messages)):
+                self._refuse_unknown_version(messages, i)
         if self._request_count != count:
             # a head is complete. (Should the same bytes also start the next head, that one is
             # timed from its next bytes, or else bounded by the keep-alive time.)
             self._disarm_head_timer()
+
+    @staticmethod
+    def _refuse_unknown_version(messages: Any, i: int) -> None:
+        """aiohttp takes `HTTP/2.0` (or 1.7...) in a request line and would answer in kind; only
+        HTTP/1.0 and 1.1 are spoken here, so such a request is answered as a malformed one."""
+        message, payload = messages[i]
+        version = getattr(message, "version", None)
+        if version is None or tuple(version) in ((1, 0), (1, 1)):
+            return
+        error_info = getattr(web_protocol, "_ErrInfo", None)  # aiohttp's own error marker
+        if error_info is not None:
+            text = f"Unsupported HTTP version HTTP/{version[0]}.{version[1]}"
+            exc = HttpProcessingError(message=text)
+            messages[i] = (error_info(status=400, exc=exc, message=text), payload)
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         self._disarm_head_timer()
@@ -157,6 +173,9 @@ class _Handler(RequestHandler):
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            # raised by aiohttp itself (its router, on a request-target it cannot route)
+            resp = render(invoke_api_error(resp.status, resp.reason))
         done = await super().finish_response(request, resp, start_time)
         if self._input_ended and not getattr(self, "_messages", None):
             self.close()

@@ -39,7 +39,6 @@ from .errors import (
     ResourceNotFound,
     RieError,
     UnknownPath,
-    invoke_api_error,
 )
 from .httpserver import body_truncated, render
 from .invocation import Invocation, Request
@@ -404,10 +403,6 @@ def rendering_errors(handler: Handler) -> Handler:
                     # rather than wait for it
                     body.feed_eof()
             return response
-        except web.HTTPException as exc:  # aiohttp's own, in its plain text otherwise
-            if exc.status < 400:
-                raise
-            return render(invoke_api_error(exc.status, exc.reason))
         except ConnectionResetError:
             # the caller hung up before its request was complete: there is no one to answer
             return web.Response(status=400)
