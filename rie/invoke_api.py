@@ -398,7 +398,8 @@ def rendering_errors(handler: Handler) -> Handler:
             if not body.is_eof():
                 # refused before its body was read: the connection cannot carry another request
                 response.force_close()
-                if body.total_bytes == 0 and _expects_continue(request):
+                expect = request.headers.get("Expect", "")
+                if body.total_bytes == 0 and expect.lower() == "100-continue":
                     # nor will the body come, for want of a `100 Continue`: close at once
                     # rather than wait for it
                     body.feed_eof()
