@@ -73,7 +73,8 @@ class _Handler(RequestHandler):
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None and self.head_timeout_s > 0:
-            self._head_timer = self._loop.call_later(self.head_timeout_s, self._head_timed_out)
+            loop = asyncio.get_running_loop()
+            self._head_timer = loop.call_later(self.head_timeout_s, self._head_timed_out)
 
     def _disarm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -100,6 +101,10 @@ class _Handler(RequestHandler):
         transport.write(head.encode("latin-1") + error.body())
         self.force_close()
 
+    def _parsed(self) -> int:
+        """How many request heads (or parser errors) aiohttp has read on this connection."""
+        return int(getattr(self, "_request_count", 0))
+
     def _between_requests(self) -> bool:
         """No request head is half-read: the last request (if any) has all its body."""
         return self._last_body is None or self._last_body.is_eof()
@@ -107,13 +112,16 @@ class _Handler(RequestHandler):
     # --- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        # (aiohttp's internals are read with getattr: should they change, the time limits and
+        # the answers to truncations weaken, but requests are still served)
         if data and self._between_requests():
             # the first bytes of a new head: from here on it is a request, not an idle connection
-            if self._keepalive_handle is not None:
-                self._keepalive_handle.cancel()
+            keepalive = getattr(self, "_keepalive_handle", None)
+            if keepalive is not None:
+                keepalive.cancel()
                 self._keepalive_handle = None
             self._arm_head_timer()
-        count = self._request_count
+        count = self._parsed()
         reading = None if self._between_requests() else self._last_body
         super().data_received(data)
         # remember the newest body: aiohttp may have taken its message off the queue without
@@ -129,9 +137,9 @@ class _Handler(RequestHandler):
                 reading.set_exception(RequestPayloadError(getattr(error, "message", "")))
                 return
             self._last_body = messages[-1][1]
-            for i in range(max(len(messages) - (self._request_count - count), 0), len(messages)):
+            for i in range(max(len(messages) - (self._parsed() - count), 0), len(messages)):
                 self._refuse_unknown_version(messages, i)
-        if self._request_count != count:
+        if self._parsed() != count:
             # a head is complete. (Should the same bytes also start the next head, that one is
             # timed from its next bytes, or else bounded by the keep-alive time.)
             self._disarm_head_timer()
