@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -48,8 +49,10 @@ def _parser_message(exc: BaseException | None, fallback: str | None) -> str:
     if isinstance(exc, LineTooLong):
         return "Request header fields too large: a line of the request head is over 8190 bytes"
     if isinstance(exc, HttpProcessingError) and exc.message:
-        # aiohttp's messages point at the offending bytes on later lines: keep the first
-        return "Malformed HTTP request: " + exc.message.splitlines()[0].rstrip(": ")
+        # aiohttp's messages quote the offending bytes (on later lines, or as a bytes repr):
+        # keep what went wrong, not the caller's bytes
+        what = re.sub(r"""\s*b['"].*$""", "", exc.message.splitlines()[0]).rstrip(": ")
+        return "Malformed HTTP request: " + (what or "unreadable request head")
     return fallback or "Malformed HTTP request"
 
 

@@ -152,10 +152,12 @@ def test_a_bad_header_on_a_cold_environment_neither_waits_nor_wedges_it() -> Non
         for _ in range(2):
             answer = exchange(cold, request(b"Content-Type: application/json; x=\xe9\r\n"))
             aws_error(answer, 400, "InvalidRequestContentException")
-        good_invoke(cold, timeout=20)
+        good = cold.invoke({"still": "works"}, timeout=20)
+        assert good.status == 200 and good.json() == {"still": "works"}, good.body
         assert time.monotonic() - started < 20
-        assert "START RequestId" in cold.output()  # only the good invoke ran
-        assert cold.output().count("START RequestId") == 1
+        rid = good.header("X-Amzn-RequestId")
+        cold.wait_for(f"REPORT RequestId: {rid}")
+        assert cold.output().count("START RequestId") == 1  # only the good invoke ran
 
 
 def test_tabs_in_a_content_type_are_passed_on(r: RieProcess) -> None:
@@ -304,6 +306,15 @@ def test_pipelined_requests_then_half_close_are_all_answered(r: RieProcess) -> N
 NOT_JSON = "Could not parse request body into json: Could not parse payload into json: "
 
 
+def settled_starts(r: RieProcess) -> int:
+    """START lines once every invocation so far has been logged: one more invoke is made, and
+    its REPORT waited for (the output is read by a thread, and in order)."""
+    reply = r.invoke({"settle": 1})
+    assert reply.status == 200, reply.body
+    r.wait_for(f"REPORT RequestId: {reply.header('X-Amzn-RequestId')}")
+    return r.output().count("START RequestId")
+
+
 @pytest.mark.parametrize(
     ("payload", "detail"),
     [
@@ -317,7 +328,7 @@ NOT_JSON = "Could not parse request body into json: Could not parse payload into
     ids=["word", "trailing-comma", "trailing-data", "nan", "not-utf8", "blank"],
 )
 def test_a_payload_that_is_not_json_is_refused(r: RieProcess, payload: bytes, detail: str) -> None:
-    before = r.output().count("START RequestId")
+    before = settled_starts(r)
     for content_type in ("application/json", "text/plain"):
         reply = r.invoke(raw=payload, headers={"Content-Type": content_type})
         assert reply.status == 400, reply.body
@@ -325,8 +336,7 @@ def test_a_payload_that_is_not_json_is_refused(r: RieProcess, payload: bytes, de
         message = reply.json()["message"]  # type: ignore[index]
         assert message.startswith(NOT_JSON + detail), message
         assert "\n at [Source: (byte[])" in message and "line: 1, column: " in message, message
-    good_invoke(r)
-    assert r.output().count("START RequestId") == before + 1  # only the good invoke ran
+    assert settled_starts(r) == before + 1  # only its own invoke ran: the refused ones did not
 
 
 @pytest.mark.parametrize(
