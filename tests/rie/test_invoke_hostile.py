@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import select
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import botocore.parsers
 import botocore.session
@@ -254,6 +256,29 @@ def test_expect_continue_gets_the_final_answer_without_continue_when_refused(
     assert not answer.startswith(b"HTTP/1.1 100"), answer[:200]
     aws_error(answer, status, code)
     good_invoke(r)
+
+
+def test_curl_waiting_for_continue_gets_413_at_once_or_100_then_its_answer(
+    r: RieProcess, tmp_path: Path
+) -> None:
+    # curl sends `Expect: 100-continue` for bodies over 1 MB and waits for the answer to it
+    url = r.endpoint + PATH
+    big, fits = tmp_path / "big.json", tmp_path / "fits.json"
+    big.write_bytes(b"1" * (7 * 1024 * 1024))
+    fits.write_bytes(b'"' + b"a" * (2 * 1024 * 1024) + b'"')
+    refused = subprocess.run(
+        ["curl", "-sv", "--data-binary", f"@{big}", url], capture_output=True, timeout=GUARD_S
+    )
+    trace = refused.stderr.decode()
+    assert "> Expect: 100-continue" in trace and "< HTTP/1.1 100" not in trace, trace
+    assert "< HTTP/1.1 413" in trace, trace
+    assert json.loads(refused.stdout)["message"].startswith("Request must be smaller than")
+    accepted = subprocess.run(
+        ["curl", "-sv", "--data-binary", f"@{fits}", url], capture_output=True, timeout=GUARD_S
+    )
+    trace = accepted.stderr.decode()
+    assert "< HTTP/1.1 100 Continue" in trace and "< HTTP/1.1 200" in trace, trace
+    assert accepted.stdout == fits.read_bytes()
 
 
 def test_an_unknown_expectation_is_refused_with_417(r: RieProcess) -> None:
