@@ -71,6 +71,12 @@ class Config:
     event_failure_file: str | None = None
     shutdown_timeout_s: float = 5.0
     warnings: tuple[str, ...] = ()
+    # several functions, the daily loop (rie/project.py fills these from --config / --template)
+    routes: tuple[str, ...] = ()  # "METHOD /path/{param}" routes on the HTTP front
+    layers: tuple[str, ...] = ()  # local layer directories, in order
+    runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
+    description: str = ""
+    watch: bool = False  # recycle the environments when the code changes
 
     @property
     def function_arn(self) -> str:
