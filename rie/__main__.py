@@ -34,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rie: {exc}", file=sys.stderr)
         return 2
+    if configs[0].watch:
+        from .reload import available
+
+        if not available():
+            print(
+                "rie: --watch needs watchfiles: pip install 'pyrie[watch]' (or pip install watchfiles)",
+                file=sys.stderr,
+            )
+            return 2
     logging.basicConfig(
         level=_LEVELS[configs[0].log_level],
         format="%(asctime)s rie %(levelname)s %(message)s",

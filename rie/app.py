@@ -46,6 +46,8 @@ class Server:
             ]
         )
         self._runner: Runner | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -61,6 +63,12 @@ class Server:
     async def start(self) -> None:
         # provisioned environments of every function are ready before the first caller
         await asyncio.gather(*(fn.start() for fn in self.functions))
+        if any(fn.config.watch for fn in self.functions):
+            from . import reload  # watchfiles only with --watch
+
+            self._watching = asyncio.ensure_future(
+                reload.watch(self.functions.all, self._stop_watching)
+            )
         app = build_app(Services(self.functions))
         addr = self.config.invoke_address
         self._runner, self.invoke_port = await listen(app, addr.host, addr.port, fallback=False)
@@ -72,10 +80,18 @@ class Server:
 
     async def stop(self) -> None:
         grace = self.config.shutdown_timeout_s
-        # 1. stop accepting invocations: new connections are refused from here on
+        # 1. stop accepting invocations: new connections are refused from here on; stop watching
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
+        if self._watching is not None:
+            self._stop_watching.set()
+            try:
+                await asyncio.wait_for(self._watching, 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception as exc:  # the watcher's failure must not stop the shutdown
+                log.warning("file watcher: %s", exc)
         # 2. Event invocations still waiting are written out; running ones get the grace period
         await asyncio.gather(*(fn.events.close(grace) for fn in self.functions))
         # 3. in-flight invocations get the grace period; then every runtime process group is

@@ -43,7 +43,12 @@ class Function:
         self.metrics = Metrics(config.memory_mb)
         # with one function its log is exactly what it was; with several each line says whose
         self.sink = logs.PrefixedSink(sink, log_prefix) if log_prefix else sink
-        self.pool = Pool(config, dict(environ), self.sink, self.metrics, endpoint_factory)
+        base_env = dict(environ)
+        if config.watch:
+            # a file rewritten within the same second at the same size would otherwise be run
+            # from its stale cached bytecode after a reload
+            base_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+        self.pool = Pool(config, base_env, self.sink, self.metrics, endpoint_factory)
         self.events = EventQueue(self.pool, config, self.metrics, self.sink)
 
     async def start(self) -> None:
