@@ -42,8 +42,12 @@ def owners(changed: str, watched: Sequence[tuple[str, Function]]) -> list[Functi
 
 
 def describe(paths: Sequence[str], roots: Sequence[str]) -> str:
+    """The changed files, relative to their root; an editor's temporary files (written, renamed
+    or removed within the burst) are left out when real files changed too."""
+    unique = sorted(set(paths))
+    existing = [path for path in unique if os.path.exists(path)]
     names = []
-    for path in sorted(paths):
+    for path in existing or unique:
         root = next((r for r in roots if path.startswith(r + os.sep)), None)
         names.append(os.path.relpath(path, root) if root else path)
     shown = ", ".join(names[:3])
@@ -52,7 +56,11 @@ def describe(paths: Sequence[str], roots: Sequence[str]) -> str:
 
 async def watch(functions: Sequence[Function], stop: asyncio.Event) -> None:
     """Recycle functions as their code changes, until `stop` is set."""
+    import logging
+
     from watchfiles import DefaultFilter, awatch
+
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # rie prints its own line
 
     watched = [(root, fn) for fn in functions if fn.config.watch for root in roots_of(fn)]
     if not watched:
