@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from . import catalog, eventstream
+from . import eventstream
 from .config import Config
 from .errors import (
     ASYNC_PAYLOAD_LIMIT,
@@ -283,6 +283,8 @@ async def list_functions(request: web.Request) -> web.StreamResponse:
         raise InvalidRequestContent(f"Invalid Marker {marker!r}")
     if max_items and not (max_items.isdigit() and 1 <= int(max_items) <= 10000):
         raise InvalidRequestContent("MaxItems must be between 1 and 10000")
+    from . import catalog  # the control plane's reads are rare: not loaded at start-up
+
     start, count = int(marker), int(max_items or LIST_MAX_ITEMS)
     page = functions[start : start + count]
     doc: dict[str, object] = {
@@ -297,6 +299,8 @@ async def get_function(request: web.Request) -> web.StreamResponse:
     fn = resolve_function(
         request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
     )
+    from . import catalog
+
     return _json(catalog.get_function(fn.config))
 
 
@@ -304,6 +308,8 @@ async def get_function_configuration(request: web.Request) -> web.StreamResponse
     fn = resolve_function(
         request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
     )
+    from . import catalog
+
     return _json(catalog.function_configuration(fn.config))
 
 
