@@ -6,6 +6,8 @@ and stops it when the test ends.
 
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 
 
@@ -20,7 +22,7 @@ def test_greets_by_name(lambda_function):
 
 
 def test_through_boto3(lambda_function):
-    boto3 = __import__("pytest").importorskip("boto3")
+    boto3 = pytest.importorskip("boto3")
     fn = lambda_function(handler="app.handler", task_root=HERE)
     client = boto3.client(
         "lambda",

@@ -169,3 +169,49 @@ def test_the_example_sam_app_runs_both_functions(tmp_path: Path) -> None:
         )
         assert created == {"statusCode": 201, "body": '{"count": 1}'}
         r.wait_for(r"^\[ItemsFunction\] REPORT RequestId: ")
+
+
+def test_a_template_with_a_custom_runtime_and_a_zipped_python_function(tmp_path: Path) -> None:
+    """provided.al2023 runs the code's own bootstrap (a sh + curl runtime nobody here wrote);
+    a CodeUri naming a .zip runs the package."""
+    import shutil
+    import zipfile
+
+    (tmp_path / "sh").mkdir()
+    shutil.copy(
+        REPO / "tests" / "rie" / "fixtures" / "curl_bootstrap.sh", tmp_path / "sh" / "bootstrap"
+    )
+    (tmp_path / "sh" / "bootstrap").chmod(0o755)
+    with zipfile.ZipFile(tmp_path / "py.zip", "w") as z:
+        z.writestr("app.py", HANDLER)
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(
+            """
+            Transform: AWS::Serverless-2016-10-31
+            Parameters:
+              Size: {Type: Number, Default: 512}
+            Resources:
+              Shell:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: sh/
+                  Handler: unused
+                  Runtime: provided.al2023
+                  MemorySize: !Ref Size
+              Zipped:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: py.zip
+                  Handler: app.handler
+                  Runtime: python3.12
+                  Environment: {Variables: {GREETING: !Sub '${AWS::Region}'}}
+            """
+        )
+    )
+    with rie("--template", str(tmp_path / "template.yaml")) as r:
+        client = boto_client(r)
+        echoed = client.invoke(FunctionName="Shell", Payload=b'{"echo": "me"}')
+        assert json.loads(echoed["Payload"].read()) == {"echo": "me"}
+        assert client.get_function_configuration(FunctionName="Shell")["MemorySize"] == 512
+        zipped = json.loads(client.invoke(FunctionName="Zipped", Payload=b"{}")["Payload"].read())
+        assert zipped["fn"] == "Zipped" and zipped["greeting"] == "us-east-1"
