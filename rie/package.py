@@ -66,28 +66,53 @@ def unpack(path: str, unzipped_limit: int = UNZIPPED_LIMIT) -> str:
     return root
 
 
+def _within(root: str, target: str) -> bool:
+    return target == root or target.startswith(root + os.sep)
+
+
+def _outside(path: str, name: str) -> ConfigError:
+    return ConfigError(f"--zip: {path}: entry {name!r} would be written outside the task root")
+
+
 def _inside(root: str, name: str, path: str) -> str:
+    """The path of entry `name`, refused if it leaves the root as written (`..`, absolute)."""
     target = os.path.normpath(os.path.join(root, name))
-    if os.path.isabs(name) or not (target == root or target.startswith(root + os.sep)):
-        raise ConfigError(f"--zip: {path}: entry {name!r} would be written outside the task root")
+    if os.path.isabs(name) or not _within(root, target):
+        raise _outside(path, name)
     return target
+
+
+def _resolves_inside(root: str, target: str, name: str, path: str) -> None:
+    """Refuse `target` if, with the symlinks written so far followed, it leaves the root (a link
+    to `.` then a link to `that/..` is inside as written, outside once resolved)."""
+    if not _within(root, os.path.realpath(target)):
+        raise _outside(path, name)
 
 
 def _extract(
     archive: zipfile.ZipFile, entries: list[zipfile.ZipInfo], root: str, limit: int, path: str
 ) -> None:
+    root = os.path.realpath(root)
     written = 0
     for entry in entries:
-        target = _inside(root, entry.filename, path)
+        name = entry.filename
+        target = _inside(root, name, path)
         mode = entry.external_attr >> 16
+        _resolves_inside(root, os.path.dirname(target), name, path)
         if entry.is_dir():
             os.makedirs(target, exist_ok=True)
             continue
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        _resolves_inside(root, target, name, path)  # an earlier entry may be a link at this name
         if stat.S_ISLNK(mode):
             link = archive.read(entry).decode("utf-8", "replace")
-            _inside(root, os.path.join(os.path.dirname(entry.filename), link), path)
+            _inside(root, os.path.join(os.path.dirname(name), link), path)
             os.symlink(link, target)
+            try:
+                _resolves_inside(root, target, name, path)
+            except ConfigError:
+                os.unlink(target)
+                raise
             continue
         with archive.open(entry) as src, open(target, "wb") as dst:
             while chunk := src.read(_CHUNK):

@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -103,6 +104,17 @@ def test_symlinks_stay_inside(tmp_path: Path) -> None:
         return pkg
 
     root = Path(unpack(str(with_link("real.txt"))))
+    # inside as written, outside once the first link is followed: refused
+    pkg = tmp_path / "chain.zip"
+    with zipfile.ZipFile(pkg, "w") as z:
+        for name, target in (("here", "."), ("up", "here/..")):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, target)
+        z.writestr("up/escaped.txt", "x")
+    with pytest.raises(ConfigError, match="'up' would be written outside"):
+        unpack(str(pkg))
+    assert not (Path(tempfile.gettempdir()) / "escaped.txt").exists()
     assert (root / "data" / "link.txt").read_text() == "real"
     for outside in ("../../etc/passwd", "/etc/passwd"):
         with pytest.raises(ConfigError, match="outside the task root"):
