@@ -422,21 +422,12 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
     timeout = _first(
         a.timeout, _env_number(env, "AWS_LAMBDA_FUNCTION_TIMEOUT", float), DEFAULT_TIMEOUT_S
     )
-    if not 0 < timeout <= MAX_TIMEOUT_S:
-        raise ConfigError(
-            f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout:g}"
-        )
     memory = int(
         _first(
             a.memory, _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int), DEFAULT_MEMORY_MB
         )
     )
-    if not 128 <= memory <= 10240:
-        raise ConfigError(f"memory must be 128-10240 MB, got {memory}")
-
     name = a.function_name or env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME
-    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
-        raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
 
     invoke_address = parse_address(
         a.runtime_interface_emulator_address or "127.0.0.1:8080",
@@ -467,26 +458,10 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
     max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
     per_env = int(_first(a.per_environment_concurrency, 1))
     provisioned = int(_first(a.provisioned, 0))
-    if max_conc < 1:
-        raise ConfigError("--max-concurrency must be at least 1")
-    if per_env < 1:
-        raise ConfigError("--per-environment-concurrency must be at least 1")
-    if not 0 <= provisioned <= max_conc:
-        raise ConfigError("--provisioned must be between 0 and --max-concurrency")
-    numbers = {
-        "--queue-timeout": a.queue_timeout,
-        "--idle-timeout": a.idle_timeout,
-        "--event-retry-delay": a.event_retry_delay,
-        "--event-max-age": a.event_max_age,
-        "--shutdown-timeout": a.shutdown_timeout,
-    }
-    for flag, value in numbers.items():
-        if value is not None and value < 0:
-            raise ConfigError(f"{flag} must not be negative")
-    if a.event_retries is not None and not 0 <= a.event_retries <= 2:
-        raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
+    if a.shutdown_timeout is not None and a.shutdown_timeout < 0:
+        raise ConfigError("--shutdown-timeout must not be negative")
 
-    return Config(
+    config = Config(
         command=tuple(command),
         handler=handler,
         function_name=name,
@@ -513,3 +488,4 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
         warnings=tuple(warnings),
         watch=a.watch,
     )
+    return check_function(config)
