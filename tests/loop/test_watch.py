@@ -80,3 +80,32 @@ def test_a_busy_environment_finishes_on_the_old_code_then_retires(tmp_path: Path
         again = r.invoke({}).json()
         assert isinstance(again, dict) and again["version"] == "v2"
         assert again["pid"] == fresh["pid"]
+
+
+def test_provisioned_environments_are_replaced_warm(tmp_path: Path) -> None:
+    from tests.rie.conftest import wait_until
+
+    write(tmp_path, "v1")
+    flags = (
+        "--watch",
+        "--provisioned",
+        "1",
+        "--task-root",
+        str(tmp_path),
+        "--handler",
+        "app.handler",
+    )
+    with rie(*flags) as r:
+        write(tmp_path, "v2")
+        r.wait_for(RELOAD, timeout=20)
+
+        def provisioned_inits() -> bool:
+            text = r.request("GET", "/metrics").body.decode()
+            return 'rie_provisioned_inits_total{function="test_function"} 2\n' in text
+
+        wait_until(provisioned_inits, 20, "the replacement's init")
+        reply = r.invoke({}).json()
+        assert isinstance(reply, dict) and reply["version"] == "v2"
+        metrics = r.request("GET", "/metrics").body.decode()
+        assert 'rie_cold_starts_total{function="test_function"} 0\n' in metrics
+        assert 'rie_environments{function="test_function"} 1\n' in metrics
