@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from .functions import Function
 
-DEBOUNCE_MS = 600  # the longest a burst of changes is gathered before reloading
-STEP_MS = 150  # quiet this long after a change: the burst is over
+DEBOUNCE_MS = 1000  # the longest a burst of changes is gathered before reloading
+STEP_MS = 300  # quiet this long after a change: the burst is over
 
 
 def available() -> bool:
