@@ -267,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a SAM template: every AWS::Serverless::Function in it (needs PyYAML)",
     )
     loop.add_argument(
+        "--parameter-overrides",
+        action="append",
+        default=[],
+        metavar="'KEY=VALUE ...'",
+        help="values for the template's Parameters, as `sam local` takes them (repeatable)",
+    )
+    loop.add_argument(
         "--zip",
         metavar="FILE",
         help="run a deployment package as uploaded (unpacked into a temporary task root)",

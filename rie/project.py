@@ -87,12 +87,17 @@ def load(a: argparse.Namespace, base: Config, environ: Mapping[str, str]) -> lis
     """The configs of every function in `a.config` or `a.template`, over `base` (the flags)."""
     if a.config and a.template:
         raise ConfigError("--config and --template: give one of them")
+    if a.parameter_overrides and not a.template:
+        raise ConfigError("--parameter-overrides is for a --template's Parameters")
     if a.config:
         path, functions = a.config, read_toml(a.config)
     else:
         from . import sam  # PyYAML is imported only for a template
 
-        path, functions = a.template, sam.read(a.template, base)
+        warnings = list(base.warnings)
+        overrides = sam.parse_overrides(a.parameter_overrides)
+        path, functions = a.template, sam.read(a.template, base, overrides, warnings)
+        base = dataclasses.replace(base, warnings=tuple(warnings))
     if not functions:
         raise ConfigError(f"{path}: no functions in it")
     overrides = {key: getattr(a, key) for key in _CLI_OVERRIDES if getattr(a, key) is not None}

@@ -17,7 +17,8 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Callable, Mapping
+import shlex
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .config import Config, ConfigError
@@ -117,13 +118,33 @@ def parse(text: str, origin: str) -> dict[str, Any]:
 class Resolver:
     """Evaluates intrinsic functions with what a local run knows."""
 
-    def __init__(self, doc: Mapping[str, Any], base: Config, stack_name: str) -> None:
+    def __init__(
+        self,
+        doc: Mapping[str, Any],
+        base: Config,
+        stack_name: str,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
         self.parameters: dict[str, Any] = {}
-        for name, spec in (doc.get("Parameters") or {}).items():
-            default = spec.get("Default", "") if isinstance(spec, dict) else ""
-            if isinstance(spec, dict) and spec.get("Type") == "CommaDelimitedList":
-                default = [part.strip() for part in str(default).split(",")]
-            self.parameters[name] = default
+        self.without_value: set[str] = set()  # parameters with neither a Default nor an override
+        self.used_without_value: list[str] = []
+        overrides = overrides or {}
+        declared = doc.get("Parameters") or {}
+        unknown = set(overrides) - set(declared)
+        if unknown:
+            raise ConfigError(f"--parameter-overrides: no parameter {', '.join(sorted(unknown))}")
+        for name, spec in declared.items():
+            spec = spec if isinstance(spec, dict) else {}
+            if name in overrides:
+                value: Any = overrides[name]
+            elif "Default" in spec:
+                value = spec["Default"]
+            else:
+                value = ""
+                self.without_value.add(name)
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+                value = [part.strip() for part in value.split(",")]
+            self.parameters[name] = value
         self.pseudo: dict[str, Any] = {
             "AWS::Region": base.region,
             "AWS::AccountId": base.account_id,
@@ -193,6 +214,8 @@ class Resolver:
     def _ref(self, name: Any) -> Any:
         name = self.value(name)
         if name in self.parameters:
+            if name in self.without_value and name not in self.used_without_value:
+                self.used_without_value.append(name)
             return self.parameters[name]
         if name in self.pseudo:
             return self.pseudo[name]
@@ -233,21 +256,54 @@ class Resolver:
         return self.mappings[name][first][second]
 
 
-def read(path: str, base: Config) -> list[tuple[str, dict[str, Any]]]:
+def read(
+    path: str,
+    base: Config,
+    overrides: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
     """Settings (as project.KEYS) of every function of the template at `path`."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
         raise ConfigError(f"--template: cannot read {path}: {exc.strerror}") from None
-    return functions_of(parse(text, path), os.path.dirname(os.path.abspath(path)), base, path)
+    here = os.path.dirname(os.path.abspath(path))
+    return functions_of(parse(text, path), here, base, path, overrides, warnings)
+
+
+def parse_overrides(values: Sequence[str]) -> dict[str, str]:
+    """SAM's `--parameter-overrides` forms: `Key=Value` pairs separated by spaces (quotes keep a
+    value's spaces), or `ParameterKey=Key,ParameterValue=Value`."""
+    out: dict[str, str] = {}
+    for text in values:
+        for pair in shlex.split(text):
+            if pair.startswith("ParameterKey="):
+                key_part, _, value_part = pair.partition(",")
+                key = key_part.removeprefix("ParameterKey=")
+                if not value_part.startswith("ParameterValue="):
+                    raise ConfigError(
+                        f"--parameter-overrides: expected ParameterValue= in {pair!r}"
+                    )
+                out[key] = value_part.removeprefix("ParameterValue=")
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--parameter-overrides: expected KEY=VALUE, got {pair!r}")
+            out[key] = value
+    return out
 
 
 def functions_of(
-    doc: Mapping[str, Any], here: str, base: Config, origin: str
+    doc: Mapping[str, Any],
+    here: str,
+    base: Config,
+    origin: str,
+    overrides: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     stack = os.path.basename(here) or "rie-local"
-    resolver = Resolver(doc, base, stack)
+    resolver = Resolver(doc, base, stack, overrides)
     globals_ = (doc.get("Globals") or {}).get("Function") or {}
     out = []
     for logical_id, resource in (doc.get("Resources") or {}).items():
@@ -262,6 +318,12 @@ def functions_of(
             out.append(settings_of(logical_id, props, resolver, here, where))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    if warnings is not None:
+        for name in resolver.used_without_value:
+            warnings.append(
+                f"{origin}: parameter {name} has no Default and no value: it is empty here "
+                f"(give --parameter-overrides {name}=VALUE)"
+            )
     return out
 
 

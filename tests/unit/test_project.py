@@ -251,3 +251,45 @@ def test_template_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="for java21 install the Java runtime interface client"):
         load_all(["--template", str(path)], {})
     assert os.path.isdir(tmp_path / "code")
+
+
+def test_parameters_without_default_take_overrides_or_warn(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    path = tmp_path / "template.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            Parameters:
+              Table: {Type: String}
+              Names: {Type: CommaDelimitedList, Default: "a,b"}
+              Unused: {Type: String}
+            Resources:
+              F:
+                Type: AWS::Serverless::Function
+                Properties:
+                  CodeUri: code
+                  Handler: app.handler
+                  Environment:
+                    Variables:
+                      TABLE: !Ref Table
+                      SECOND: !Select [1, !Ref Names]
+            """
+        )
+    )
+    (c,) = load_all(["--template", str(path)], {})
+    assert c.user_env["TABLE"] == "" and c.user_env["SECOND"] == "b"
+    assert any("parameter Table has no Default" in w for w in c.warnings)
+    assert not any("Unused" in w for w in c.warnings)
+    (c,) = load_all(
+        [
+            "--template", str(path),
+            "--parameter-overrides", "Table=items 'Names=x, y'",
+            "--parameter-overrides", "ParameterKey=Unused,ParameterValue=1",
+        ],
+        {},
+    )  # fmt: skip
+    assert (c.user_env["TABLE"], c.user_env["SECOND"]) == ("items", "y") and not c.warnings
+    with pytest.raises(ConfigError, match="no parameter Nope"):
+        load_all(["--template", str(path), "--parameter-overrides", "Nope=1"], {})
+    with pytest.raises(ConfigError, match="is for a --template"):
+        load_all(["--config", str(path), "--parameter-overrides", "Table=1"], {})
