@@ -62,6 +62,7 @@ class LambdaFunction:
         self._http_url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: list[str] = []
+        self._eof = False  # the reader saw the end of rie's output
         self._cond = threading.Condition()
 
     # --- life -------------------------------------------------------------------------------
@@ -101,8 +102,7 @@ class LambdaFunction:
                 self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self._cond.notify_all()
         with self._cond:
-            self._lines.append("")
-            self._proc.wait()
+            self._eof = True
             self._cond.notify_all()
 
     def stop(self) -> int | None:
@@ -145,10 +145,9 @@ class LambdaFunction:
                     m = rx.search(line)
                     if m:
                         return m
-                exited = self._proc is not None and self._proc.poll() is not None
                 left = deadline - time.monotonic()
-                if exited or left <= 0:
-                    what = "rie exited" if exited else f"no line matched within {timeout:g} s"
+                if self._eof or left <= 0:
+                    what = "rie exited" if self._eof else f"no line matched within {timeout:g} s"
                     raise RuntimeError(
                         f"{what} waiting for {rx.pattern!r}; rie's output:\n{self.logs}"
                     )

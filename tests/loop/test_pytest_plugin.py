@@ -39,6 +39,10 @@ def test_template_and_name(lambda_function):
     assert fn.invoke({"name": "t"}).payload == {"stage": "from-template", "name": "t"}
     assert fn.invoke({"name": "o"}, function="Other").payload["stage"] == "other"
 
+def test_a_bad_start_is_a_clear_error(lambda_function):
+    with pytest.raises(RuntimeError, match=r"(?s)rie exited.*nowhere is not a directory"):
+        lambda_function(handler="app.handler", task_root="nowhere")
+
 def test_http(lambda_function):
     try:
         fn = lambda_function(handler="app.handler", task_root="src", http=True)
@@ -117,7 +121,7 @@ def test_a_users_test_file_runs_green(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     done = run_pytest(tmp_path / "test_user.py", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 passed" in done.stdout
+    assert "4 passed" in done.stdout
 
 
 def test_the_example_test_runs_green(tmp_path: Path) -> None:
