@@ -132,7 +132,32 @@ def invoke_main(argv: list[str]) -> int:
         return _fail(f"cannot reach rie at {a.endpoint}: {exc} (is it running?)", EXIT_UNREACHABLE)
     finally:
         conn.close()
-    return _report(response, body, a.tail)
+    hint = ""
+    if response.getheader("X-Amzn-ErrorType") == "ResourceNotFoundException":
+        names = _function_names(conn_class, url.hostname, url.port, url.path, a.timeout)
+        if names:
+            hint = f" (this rie serves: {', '.join(names)})"
+    return _report(response, body, a.tail, hint)
+
+
+def _function_names(
+    conn_class: type[http.client.HTTPConnection],
+    host: str,
+    port: int | None,
+    base: str,
+    timeout: float,
+) -> list[str]:
+    """The names a rie serves (ListFunctions), to help after an unknown name; [] if unknown."""
+    conn = conn_class(host, port, timeout=timeout)
+    try:
+        conn.request("GET", f"{base.rstrip('/')}/2015-03-31/functions/")
+        response = conn.getresponse()
+        doc = json.loads(response.read()) if response.status == 200 else {}
+        return [str(f["FunctionName"]) for f in doc.get("Functions", [])]
+    except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError, AttributeError):
+        return []
+    finally:
+        conn.close()
 
 
 def _payload(a: argparse.Namespace) -> bytes:
@@ -156,7 +181,7 @@ def _payload(a: argparse.Namespace) -> bytes:
     return json.dumps(event).encode()
 
 
-def _report(response: http.client.HTTPResponse, body: bytes, tail: bool) -> int:
+def _report(response: http.client.HTTPResponse, body: bytes, tail: bool, hint: str = "") -> int:
     log = response.getheader("X-Amz-Log-Result")
     if tail and log:
         sys.stderr.write(base64.b64decode(log).decode("utf-8", "replace"))
@@ -164,11 +189,15 @@ def _report(response: http.client.HTTPResponse, body: bytes, tail: bool) -> int:
     if response.status >= 300:
         error = response.getheader("X-Amzn-ErrorType") or f"HTTP {response.status}"
         try:
-            message = json.loads(body).get("message") or body.decode("utf-8", "replace")
-        except (ValueError, AttributeError):
-            message = body.decode("utf-8", "replace")
-        reason = json.loads(body).get("Reason") if error == "TooManyRequestsException" else None
-        return _fail(f"{error}: {message}" + (f" ({reason})" if reason else ""), EXIT_REFUSED)
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            doc = {"message": body.decode("utf-8", "replace")}
+        message, reason = doc.get("message", ""), doc.get("Reason")
+        return _fail(
+            f"{error}: {message}" + (f" ({reason})" if reason else "") + hint, EXIT_REFUSED
+        )
     if response.status == 202:
         print(
             f"rie: queued (Event), request id {response.getheader('X-Amzn-RequestId')}",

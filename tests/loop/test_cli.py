@@ -95,6 +95,7 @@ def test_refusals_exit_3_with_the_aws_error(running: RieProcess, tmp_path: Path)
     done = invoke(running, "nobody")
     assert done.returncode == 3
     assert done.stderr.decode().startswith("rie: ResourceNotFoundException: Function not found:")
+    assert done.stderr.decode().rstrip().endswith("(this rie serves: echo)")
     # the only environment is busy with a blocked Event invoke: a synchronous one is throttled
     release = tmp_path / "release"
     start = len(running.lines)
