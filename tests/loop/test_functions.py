@@ -215,3 +215,34 @@ def test_a_template_with_a_custom_runtime_and_a_zipped_python_function(tmp_path:
         assert client.get_function_configuration(FunctionName="Shell")["MemorySize"] == 512
         zipped = json.loads(client.invoke(FunctionName="Zipped", Payload=b"{}")["Payload"].read())
         assert zipped["fn"] == "Zipped" and zipped["greeting"] == "us-east-1"
+
+
+def _has_http_front() -> bool:
+    from rie.config import build_parser
+
+    return any("--http" in action.option_strings for action in build_parser()._actions)
+
+
+@pytest.mark.skipif(not _has_http_front(), reason="rie has no HTTP front (--http) in this tree")
+def test_the_example_sam_app_over_its_http_routes() -> None:
+    import http.client
+
+    flags = ("--template", str(SAM_APP / "template.yaml"), "--http", "127.0.0.1:0")
+    with rie(*flags, "--http-format", "http-api") as r:
+        m = r.wait_for(r"HTTP front .*listening on http://([\d.]+):(\d+)")
+
+        def call(method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection(m.group(1), int(m.group(2)), timeout=30)
+            try:
+                conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+                response = conn.getresponse()
+                return response.status, response.read()
+            finally:
+                conn.close()
+
+        status, body = call("GET", "/hello/you")
+        assert status == 200 and json.loads(body) == {"message": "Hello, you!", "stage": "dev"}
+        assert call("POST", "/items", b'{"id": 1}') == (201, b'{"count": 1}')
+        status, body = call("GET", "/items")
+        assert status == 200 and json.loads(body) == {"items": [{"id": 1}]}
+        assert call("GET", "/nowhere")[0] == 404
