@@ -61,7 +61,7 @@ def handler(event, context):
         return {}["missing"]
     if isinstance(event, dict) and event.get("raw"):
         return b"plain text"
-    return {"stage": os.environ.get("STAGE"), "name": event["name"]}
+    return {"stage": os.environ.get("STAGE"), "name": event.get("name")}
 """
 
 TEMPLATE = """
