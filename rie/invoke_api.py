@@ -18,7 +18,6 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -36,19 +35,22 @@ from .errors import (
     InvalidRequestContent,
     MethodNotAllowed,
     RequestTooLarge,
-    ResourceNotFound,
     RieError,
     UnknownPath,
 )
+from .functions import Function, Functions
 from .httpserver import body_truncated, render
 from .invocation import Invocation, Request
-from .metrics import Metrics
-from .pool import EventQueue, Pool
+from .metrics import render as render_metrics
 
 log = logging.getLogger("rie")
 
 PATH_INVOKE = "/2015-03-31/functions/{name}/invocations"
 PATH_INVOKE_STREAM = "/2021-11-15/functions/{name}/response-streaming-invocations"
+PATH_FUNCTIONS = "/2015-03-31/functions"
+PATH_FUNCTION = "/2015-03-31/functions/{name}"
+PATH_FUNCTION_CONFIGURATION = "/2015-03-31/functions/{name}/configuration"
+LIST_MAX_ITEMS = 50  # ListFunctions' page size when MaxItems is not given, as Lambda's
 
 H_INVOCATION_TYPE = "X-Amz-Invocation-Type"
 H_LOG_TYPE = "X-Amz-Log-Type"
@@ -77,10 +79,7 @@ _SOURCE_SHOWN = 500  # characters of a refused payload quoted in the error, as L
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    config: Config
-    pool: Pool
-    events: EventQueue
-    metrics: Metrics
+    functions: Functions
 
 
 SERVICES = web.AppKey("services", Services)
@@ -97,25 +96,10 @@ def new_ids() -> tuple[str, str]:
     return request_id, trace_id
 
 
-def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> None:
-    """Accept `function`, the function's name, its ARN or partial ARN, with `$LATEST` or nothing."""
-    name = unquote(raw_name)
-    parts = name.split(":")
-    if parts[0] == "arn" and len(parts) >= 7 and parts[5] == "function":
-        name, qualifier_in_name = parts[6], (parts[7] if len(parts) > 7 else None)
-    elif len(parts) >= 3 and parts[1] == "function":
-        name, qualifier_in_name = parts[2], (parts[3] if len(parts) > 3 else None)
-    elif len(parts) == 2:
-        name, qualifier_in_name = parts
-    else:
-        qualifier_in_name = None
-    wanted = qualifier or qualifier_in_name
-    if name not in ("function", config.function_name) or wanted not in (
-        None,
-        config.function_version,
-    ):
-        arn = f"arn:aws:lambda:{config.region}:{config.account_id}:function:{name}"
-        raise ResourceNotFound(f"Function not found: {arn}" + (f":{wanted}" if wanted else ""))
+def resolve_function(functions: Functions, raw_name: str, qualifier: str | None) -> Function:
+    """The function a FunctionName designates: `function` (with one function), a name, an ARN or a
+    partial ARN, with `$LATEST` or nothing; else 404 ResourceNotFoundException."""
+    return functions.resolve(raw_name, qualifier)
 
 
 def decode_client_context(value: str | None) -> str | None:
@@ -232,12 +216,16 @@ async def read_payload(request: web.Request, limit: int, operation: str) -> byte
     return bytes(body)
 
 
-async def accept(request: web.Request, operation: str) -> Invocation | web.Response:
-    """Validate an invoke request; the Invocation to run, or the answer to give at once."""
-    services = request.app[SERVICES]
-    config = services.config
+async def accept(
+    request: web.Request, operation: str
+) -> tuple[Invocation, Function] | web.Response:
+    """Validate an invoke request; the Invocation to run and its function, or the answer to give
+    at once."""
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    config = fn.config
     headers = request.headers
-    resolve_function(config, request.match_info["name"], request.query.get("Qualifier"))
 
     invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
     allowed = INVOCATION_TYPES if operation == "InvokeFunction" else ("RequestResponse", "DryRun")
@@ -286,9 +274,9 @@ async def accept(request: web.Request, operation: str) -> Invocation | web.Respo
         config.timeout_s,
     )
     if is_event:
-        services.events.submit(inv)
+        fn.events.submit(inv)
         return web.Response(status=202, headers={H_REQUEST_ID: request_id})
-    return inv
+    return inv, fn
 
 
 def _answer_headers(inv: Invocation, config: Config) -> dict[str, str]:
@@ -303,11 +291,11 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     accepted = await accept(request, "InvokeFunction")
     if isinstance(accepted, web.Response):
         return accepted
-    inv, services = accepted, request.app[SERVICES]
-    await services.pool.invoke(inv, services.config.queue_timeout_s)
+    inv, fn = accepted
+    await fn.pool.invoke(inv, fn.config.queue_timeout_s)
     outcome = inv.outcome
     assert outcome is not None
-    headers = _answer_headers(inv, services.config)
+    headers = _answer_headers(inv, fn.config)
     headers["Content-Type"] = "application/json"
     if outcome.function_error:
         headers[H_FUNCTION_ERROR] = "Unhandled"
@@ -329,10 +317,10 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     accepted = await accept(request, "InvokeWithResponseStream")
     if isinstance(accepted, web.Response):
         return accepted
-    inv, services = accepted, request.app[SERVICES]
+    inv, fn = accepted
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
     inv.on_chunk = chunks.put_nowait
-    run = asyncio.ensure_future(services.pool.invoke(inv, services.config.queue_timeout_s))
+    run = asyncio.ensure_future(fn.pool.invoke(inv, fn.config.queue_timeout_s))
     run.add_done_callback(lambda _: chunks.put_nowait(None))
     response: web.StreamResponse | None = None
 
@@ -340,7 +328,7 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
         # headers go out with the first chunk, so that a throttled invoke can still answer 429
         nonlocal response
         if response is None:
-            response = web.StreamResponse(headers=_answer_headers(inv, services.config))
+            response = web.StreamResponse(headers=_answer_headers(inv, fn.config))
             response.content_type = eventstream.CONTENT_TYPE
             await response.prepare(request)
         return response
@@ -375,8 +363,51 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     return stream
 
 
+def _json(doc: object) -> web.Response:
+    return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
+
+
+async def list_functions(request: web.Request) -> web.StreamResponse:
+    """ListFunctions, paged by `Marker` (an index here) and `MaxItems` (1-10000)."""
+    functions = request.app[SERVICES].functions.all
+    marker, max_items = request.query.get("Marker", "0"), request.query.get("MaxItems", "")
+    if not marker.isdigit():
+        raise InvalidRequestContent(f"Invalid Marker {marker!r}")
+    if max_items and not (max_items.isdigit() and 1 <= int(max_items) <= 10000):
+        raise InvalidRequestContent("MaxItems must be between 1 and 10000")
+    from . import catalog  # the control plane's reads are rare: not loaded at start-up
+
+    start, count = int(marker), int(max_items or LIST_MAX_ITEMS)
+    page = functions[start : start + count]
+    doc: dict[str, object] = {
+        "Functions": [catalog.function_configuration(fn.config) for fn in page]
+    }
+    if start + count < len(functions):
+        doc["NextMarker"] = str(start + count)
+    return _json(doc)
+
+
+async def get_function(request: web.Request) -> web.StreamResponse:
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    from . import catalog
+
+    return _json(catalog.get_function(fn.config))
+
+
+async def get_function_configuration(request: web.Request) -> web.StreamResponse:
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    from . import catalog
+
+    return _json(catalog.function_configuration(fn.config))
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
-    text = request.app[SERVICES].metrics.render()
+    functions = request.app[SERVICES].functions
+    text = render_metrics([(fn.name, fn.metrics) for fn in functions])
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
     )
@@ -437,5 +468,15 @@ def build_app(services: Services) -> web.Application:
             method, path, rendering_errors(handler), expect_handler=_no_early_continue
         )
         app.router.add_route("*", path, method_not_allowed, expect_handler=_no_early_continue)
+    # the control plane's reads; its other operations on these paths are unknown here (404)
+    for path, handler in (
+        (PATH_FUNCTIONS, list_functions),
+        (PATH_FUNCTIONS + "/", list_functions),
+        (PATH_FUNCTION, get_function),
+        (PATH_FUNCTION_CONFIGURATION, get_function_configuration),
+    ):
+        app.router.add_route(
+            "GET", path, rendering_errors(handler), expect_handler=_no_early_continue
+        )
     app.router.add_route("*", "/{tail:.*}", unknown_path, expect_handler=_no_early_continue)
     return app
