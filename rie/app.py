@@ -34,6 +34,8 @@ class Server:
         self.pool = Pool(config, dict(environ), self.sink, self.metrics, self._bind_endpoint)
         self.events = EventQueue(self.pool, config, self.metrics, self.sink)
         self._runner: Runner | None = None
+        self._http_runner: Runner | None = None
+        self.http_port = 0
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -57,21 +59,39 @@ class Server:
             file=sys.stderr,
             flush=True,
         )
+        if self.config.http_address is not None:
+            await self._start_http(self.config.http_address.host, self.config.http_address.port)
+
+    async def _start_http(self, host: str, port: int) -> None:
+        from .http_front import HttpFront  # only when the front is asked for
+
+        # the one function of today is the front's one target (it has .config and .pool)
+        front = HttpFront((self,), self.metrics)
+        self._http_runner, self.http_port = await listen(
+            front.build_app(), host, port, fallback=False
+        )
+        print(
+            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def stop(self) -> None:
         grace = self.config.shutdown_timeout_s
         # 1. stop accepting invocations: new connections are refused from here on
-        if self._runner is not None:
-            for site in list(self._runner.sites):
-                await site.stop()
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
         # 2. Event invocations still waiting are written out; running ones get the grace period
         await self.events.close(grace)
         # 3. in-flight invocations get the grace period; then every runtime process group is
         #    terminated, then killed, and whatever was still running is answered with the error
         await self.pool.close(grace)
         # 4. answers are out: close the callers' connections
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                await runner.cleanup()
         # 5. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=1.0)
         self.sink.flush()

@@ -14,6 +14,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_FUNCTION_NAME = "test_function"
 DEFAULT_ACCOUNT = "012345678912"
@@ -71,6 +72,18 @@ class Config:
     event_failure_file: str | None = None
     shutdown_timeout_s: float = 5.0
     warnings: tuple[str, ...] = ()
+    # the HTTP front (Function URL / API Gateway); `routes` and the rest are per function
+    http_address: Address | None = None
+    http_format: str = "function-url"
+    http_invoke_mode: str = "BUFFERED"
+    http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
+    routes: tuple[str, ...] = ()
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_methods: tuple[str, ...] = ()
+    cors_allow_headers: tuple[str, ...] = ()
+    cors_expose_headers: tuple[str, ...] = ()
+    cors_max_age: int = 0
+    cors_allow_credentials: bool = False
 
     @property
     def function_arn(self) -> str:
@@ -242,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
     )
+    _add_http_flags(p)
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -249,6 +263,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
+
+
+HTTP_FORMATS = ("function-url", "http-api", "rest-api")
+INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")
+
+
+def _add_http_flags(p: argparse.ArgumentParser) -> None:
+    http = p.add_argument_group("HTTP front (Function URL, API Gateway)")
+    http.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+    )
+    http.add_argument(
+        "--http-format",
+        choices=HTTP_FORMATS,
+        help="the integration whose events and answers to emulate (default function-url)",
+    )
+    http.add_argument(
+        "--http-invoke-mode",
+        choices=INVOKE_MODES,
+        help="the Function URL's InvokeMode (default BUFFERED)",
+    )
+    http.add_argument(
+        "--http-integration-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="API Gateway's integration timeout (default 29 for rest-api, 30 for http-api)",
+    )
+    http.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path'",
+        help="e.g. 'GET /items/{id}', 'ANY /files/{path+}' (repeatable; default: every request)",
+    )
+    http.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="or * (repeatable)",
+    )
+    http.add_argument("--cors-allow-methods", metavar="LIST", help="e.g. GET,POST or *")
+    http.add_argument("--cors-allow-headers", metavar="LIST", help="e.g. content-type,x-api-key")
+    http.add_argument("--cors-expose-headers", metavar="LIST")
+    http.add_argument("--cors-max-age", type=int, metavar="SECONDS", help="0-86400 (default 0)")
+    http.add_argument("--cors-allow-credentials", action="store_true")
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _http_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """The HTTP front's fields of Config, validated."""
+    address = None
+    if a.http is not None:
+        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
+        if text.startswith(":"):
+            text = "127.0.0.1" + text  # loopback unless a host is named
+        address = parse_address(text, "--http")
+    routes = tuple(a.route)
+    if routes:
+        from .http_events import parse_route  # pure and stdlib-only; loaded only when used
+
+        for route in routes:
+            try:
+                parse_route(route)
+            except ValueError as exc:
+                raise ConfigError(f"--route: {exc}") from None
+    fmt = a.http_format or "function-url"
+    if a.http_integration_timeout is not None and not 0 < a.http_integration_timeout <= 900:
+        raise ConfigError("--http-integration-timeout must be more than 0 and at most 900")
+    max_age = a.cors_max_age or 0
+    if not 0 <= max_age <= 86400:
+        raise ConfigError("--cors-max-age must be 0-86400 seconds")
+    return {
+        "http_address": address,
+        "http_format": fmt,
+        "http_invoke_mode": a.http_invoke_mode or "BUFFERED",
+        "http_integration_timeout_s": a.http_integration_timeout,
+        "routes": routes,
+        "cors_allow_origins": tuple(o.strip() for o in a.cors_allow_origin if o.strip()),
+        "cors_allow_methods": tuple(m.upper() for m in _csv(a.cors_allow_methods)),
+        "cors_allow_headers": _csv(a.cors_allow_headers),
+        "cors_expose_headers": _csv(a.cors_expose_headers),
+        "cors_max_age": max_age,
+        "cors_allow_credentials": a.cors_allow_credentials,
+    }
 
 
 def _env_number(
@@ -405,4 +509,5 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         event_failure_file=a.event_failure_file,
         shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
         warnings=tuple(warnings),
+        **_http_settings(a),
     )

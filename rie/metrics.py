@@ -86,6 +86,8 @@ class Metrics:
         self._seen = 0
         self._random = random.Random(0)
         self.gauges: dict[str, Callable[[], float]] = {}
+        # answers of the HTTP front, by (format, status); the Invoke API's are not counted here
+        self.http_answers: Counter[tuple[str, int]] = Counter()
 
     # --- recording -------------------------------------------------------------------------
 
@@ -167,6 +169,14 @@ class Metrics:
         ]
         for name, help_text, value in counters:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+        if self.http_answers:
+            name = "rie_http_requests_total"
+            lines += [
+                f"# HELP {name} Requests answered by the HTTP front, by format and status.",
+                f"# TYPE {name} counter",
+            ]
+            for (fmt, code), n in sorted(self.http_answers.items()):
+                lines.append(f'{name}{{front="http",format="{fmt}",code="{code}"}} {n}')
         for name, read in sorted(self.gauges.items()):
             lines += [f"# TYPE {name} gauge", f"{name} {read():g}"]
         lines += self.duration.render(
