@@ -317,3 +317,43 @@ def test_http_is_loopback_by_default_and_port_zero_prints_the_url() -> None:
         assert f.url.startswith("http://127.0.0.1:")
         assert int(f.url.rsplit(":", 1)[1]) > 0
         assert curl(f"{f.url}/")[0] == 200
+
+
+# --- CORS (Function URLs) ---------------------------------------------------------------------
+
+
+def test_cors_preflight_is_answered_without_the_function() -> None:
+    flags = [
+        "--cors-allow-origin", "https://app.example",
+        "--cors-allow-methods", "GET,POST",
+        "--cors-allow-headers", "content-type,x-api-key",
+        "--cors-expose-headers", "x-total",
+        "--cors-max-age", "300",
+        "--cors-allow-credentials",
+    ]  # fmt: skip
+    with front(*flags) as r:
+        f = Front(r)
+        status, headers, body = curl(
+            "-X", "OPTIONS",
+            "-H", "Origin: https://app.example",
+            "-H", "Access-Control-Request-Method: POST",
+            "-H", "Access-Control-Request-Headers: content-type",
+            f"{f.url}/raise",
+        )  # fmt: skip
+        assert (status, body) == (200, b"")
+        assert headers["access-control-allow-origin"] == ["https://app.example"]
+        assert headers["access-control-allow-methods"] == ["GET,POST"]
+        assert headers["access-control-allow-headers"] == ["content-type,x-api-key"]
+        assert headers["access-control-max-age"] == ["300"]
+        assert headers["access-control-allow-credentials"] == ["true"]
+        # an actual request gets the allow-origin and expose headers added to its answer
+        status, headers, _ = curl("-H", "Origin: https://app.example", f"{f.url}/cookies")
+        assert status == 201
+        assert headers["access-control-allow-origin"] == ["https://app.example"]
+        assert headers["access-control-expose-headers"] == ["x-total"]
+        # another origin gets no CORS headers
+        status, headers, _ = curl("-H", "Origin: https://evil.example", f"{f.url}/cookies")
+        assert status == 201 and "access-control-allow-origin" not in headers
+        r.stop()
+        # the preflight (to /raise) never reached the function: only the two requests ran
+        assert r.output().count("START RequestId") == 2
