@@ -18,7 +18,7 @@ import enum
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
@@ -655,7 +655,3 @@ def with_cors(answer: HttpAnswer, cors: Cors, origin: str | None) -> HttpAnswer:
         return answer
     kept = [(k, v) for k, v in answer.headers if not k.lower().startswith("access-control-")]
     return HttpAnswer(answer.status, (*kept, *cors.response_headers(origin)), answer.body)
-
-
-def headers_of(pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-    return tuple(pairs)

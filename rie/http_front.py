@@ -218,21 +218,23 @@ class HttpFront:
 
     async def _run(self, bound: _Bound, inv: Invocation) -> HttpAnswer:
         fmt = bound.format
-        run = asyncio.ensure_future(
-            bound.target.pool.invoke(inv, bound.target.config.queue_timeout_s)
-        )
-        self._keep(run)
-        done, _ = await asyncio.wait({run}, timeout=bound.integration_timeout_s)
-        if not done:
+        try:
+            # API Gateway stops waiting at its integration timeout; a Function URL waits as long
+            # as the function runs. Giving up only stops the waiting: the environment still runs
+            # the invocation to its end (pool.invoke is cancelled while it awaits the outcome)
+            async with asyncio.timeout(bound.integration_timeout_s):
+                await bound.target.pool.invoke(inv, bound.target.config.queue_timeout_s)
+        except TimeoutError:
             log.warning(
                 "%s: integration timed out after %g s; the invocation goes on",
                 inv.request_id,
                 bound.integration_timeout_s,
             )
             return failure_answer(fmt, Failure.INTEGRATION_TIMEOUT)
-        failure = _refusal(run)
-        if failure is not None:
-            return failure_answer(fmt, failure)
+        except TooManyRequests:
+            return failure_answer(fmt, Failure.THROTTLED)
+        except ServiceUnavailable:
+            return failure_answer(fmt, Failure.REJECTED)
         return self._result(fmt, inv, inv.outcome.body if inv.outcome else b"")
 
     def _result(self, fmt: Format, inv: Invocation, body: bytes) -> HttpAnswer:
