@@ -357,3 +357,25 @@ def test_cors_preflight_is_answered_without_the_function() -> None:
         r.stop()
         # the preflight (to /raise) never reached the function: only the two requests ran
         assert r.output().count("START RequestId") == 2
+
+
+def test_shutdown_answers_the_request_in_flight(tmp_path: Path) -> None:
+    """SIGTERM stops accepting, lets the invocation in flight finish within the grace period and
+    answers it, then closes: as for the Invoke API."""
+    flag = tmp_path / "go"
+    r = front("--shutdown-timeout", "20").start()
+    try:
+        f = Front(r)
+        hold = subprocess.Popen(
+            ["curl", "-sS", "-w", " %{http_code}", f"{f.url}/wait-file?file={flag}"],
+            stdout=subprocess.PIPE,
+        )
+        r.wait_for(r"START RequestId", 30)
+        assert r.proc is not None
+        r.proc.send_signal(15)
+        r.wait_for(r"shutting down", 30)
+        flag.touch()
+        out, _ = hold.communicate(timeout=60)
+        assert out.endswith(b" 200")
+    finally:
+        assert r.stop() == 0
