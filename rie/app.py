@@ -67,9 +67,14 @@ class Server:
 
         # the one function of today is the front's one target (it has .config and .pool)
         front = HttpFront((self,), self.metrics)
-        self._http_runner, self.http_port = await listen(
-            front.build_app(), host, port, fallback=False
-        )
+        try:
+            self._http_runner, self.http_port = await listen(
+                front.build_app(), host, port, fallback=False
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
+            ) from exc
         print(
             f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
             file=sys.stderr,

@@ -317,8 +317,8 @@ def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
-def _http_settings(a: argparse.Namespace) -> dict[str, Any]:
-    """The HTTP front's fields of Config, validated."""
+def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
+    """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
     address = None
     if a.http is not None:
         text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
@@ -340,6 +340,18 @@ def _http_settings(a: argparse.Namespace) -> dict[str, Any]:
     max_age = a.cors_max_age or 0
     if not 0 <= max_age <= 86400:
         raise ConfigError("--cors-max-age must be 0-86400 seconds")
+    cors_given = bool(
+        a.cors_allow_origin
+        or a.cors_allow_methods
+        or a.cors_allow_headers
+        or a.cors_expose_headers
+        or max_age
+        or a.cors_allow_credentials
+    )
+    if address is None and (routes or a.http_format or a.http_invoke_mode or cors_given):
+        warnings.append("the HTTP front's flags have no effect without --http")
+    if fmt != "function-url" and (cors_given or a.http_invoke_mode == "RESPONSE_STREAM"):
+        warnings.append("--cors-* and --http-invoke-mode apply to --http-format function-url only")
     return {
         "http_address": address,
         "http_format": fmt,
@@ -484,6 +496,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if a.event_retries is not None and not 0 <= a.event_retries <= 2:
         raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
 
+    http = _http_settings(a, warnings)
     return Config(
         command=tuple(command),
         handler=handler,
@@ -509,5 +522,5 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         event_failure_file=a.event_failure_file,
         shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
         warnings=tuple(warnings),
-        **_http_settings(a),
+        **http,
     )

@@ -74,3 +74,10 @@ def test_routing_between_targets() -> None:
     # no routes anywhere: one target takes everything, several cannot be told apart
     assert HttpFront([_target("one")], Metrics(128))._route("GET", "/x") is not None
     assert HttpFront([_target("a"), _target("b")], Metrics(128))._route("GET", "/x") is None
+
+
+def test_flags_without_effect_are_warned_of() -> None:
+    assert load(["--handler", "a.b", "--route", "GET /x"], {}).warnings
+    rest_cors = ["--http", "0", "--http-format", "rest-api", "--cors-allow-origin", "*"]
+    assert load(["--handler", "a.b", *rest_cors], {}).warnings
+    assert not load(["--handler", "a.b", "--http", "0"], {}).warnings
