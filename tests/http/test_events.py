@@ -283,3 +283,62 @@ def test_prelude() -> None:
     assert status == 201 and ("x", "y") in headers and ("Set-Cookie", "c=1") in headers
     with pytest.raises(MalformedResult):
         split_prelude(b"nope" + b"\0" * 8)
+
+
+# --- against AWS's documented examples --------------------------------------------------------
+
+AWS = GOLDEN / "aws"
+
+
+def _same_shape(ours: object, theirs: object, where: str) -> None:
+    """The same keys at every level of an object, and the same JSON type for every value."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict), where
+        if where.endswith(("headers", "Headers", "Parameters", "pathParameters")):
+            return  # maps whose keys come from the request
+        assert set(ours) == set(theirs), f"{where}: {set(ours) ^ set(theirs)}"
+        for key, value in theirs.items():
+            _same_shape(ours[key], value, f"{where}.{key}")
+    elif where.endswith(".resourceId"):
+        # null in the example, a short id in events of real REST APIs (and here)
+        assert isinstance(ours, str)
+    else:
+        assert type(ours) is type(theirs), f"{where}: {ours!r} vs {theirs!r}"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "route"),
+    [
+        (Format.FUNCTION_URL, None),
+        (Format.HTTP_API, "POST /my/{parameter1}"),
+        (Format.REST_API, "POST /my/{item}"),
+    ],
+)
+def test_events_have_the_shape_and_values_of_aws_examples(fmt: Format, route: str | None) -> None:
+    theirs = json.loads((AWS / f"{fmt.value.replace('-', '_')}.json").read_text())
+    if fmt is Format.HTTP_API:
+        theirs.pop("stageVariables")  # rie has no stage variables
+    if fmt is Format.REST_API:
+        theirs["pathParameters"] = {"item": "path"}  # the example has no route parameter
+    ours = event_for(fmt, route)
+    _same_shape(ours, theirs, "event")
+    # the values that follow from the request are the example's
+    if fmt is Format.REST_API:
+        for key in ("headers", "multiValueHeaders"):
+            assert {k: ours[key][k] for k in ("header1", "header2")} == theirs[key]
+        for key in ("path", "queryStringParameters", "multiValueQueryStringParameters"):
+            assert ours[key] == theirs[key]
+        assert ours["requestContext"]["protocol"] == theirs["requestContext"]["protocol"]
+        return
+    for key in ("rawPath", "rawQueryString", "cookies", "queryStringParameters"):
+        assert ours[key] == theirs[key], key
+    assert {k: ours["headers"][k] for k in ("header1", "header2")} == theirs["headers"]
+    ctx, their_ctx = ours["requestContext"], theirs["requestContext"]
+    for key in ("method", "path", "protocol"):
+        assert ctx["http"][key] == their_ctx["http"][key]
+    assert ctx["stage"] == their_ctx["stage"]
+    if fmt is Format.FUNCTION_URL:
+        assert ours["body"] == theirs["body"]
+        assert ctx["routeKey"] == their_ctx["routeKey"]
+        assert ctx["accountId"] == their_ctx["accountId"]
+        assert ctx["http"] == their_ctx["http"]  # same request, same source IP and agent
