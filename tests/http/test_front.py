@@ -191,6 +191,7 @@ def test_failures(fmt: str, route_flags: list[str], tmp_path: Path) -> None:
         assert status == 413
         # a throttle: one environment at most, busy with a request waiting for a file
         flag = tmp_path / "go"
+        start = len(r.lines)  # before the request, so that its START line cannot be missed
         hold = subprocess.Popen(
             [
                 "curl",
@@ -203,7 +204,6 @@ def test_failures(fmt: str, route_flags: list[str], tmp_path: Path) -> None:
             ],
             stdout=subprocess.PIPE,
         )
-        start = len(r.lines)
         try:
             r.wait_for(r"START RequestId", 30, start)
             status, _, body = curl(f"{f.url}/x")
