@@ -379,3 +379,19 @@ def test_shutdown_answers_the_request_in_flight(tmp_path: Path) -> None:
         assert out.endswith(b" 200")
     finally:
         assert r.stop() == 0
+
+
+def test_a_truncated_body_is_refused_and_the_function_not_invoked(url_front: Front) -> None:
+    import socket
+
+    host, port = url_front.url[len("http://") :].split(":")
+    started = url_front.proc.output().count("START RequestId")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" + b"a" * 10)
+        sock.shutdown(socket.SHUT_WR)  # fewer bytes than announced, then the end of input
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert answer.endswith(b'{"message": "Bad Request"}')
+    assert url_front.proc.output().count("START RequestId") == started
