@@ -138,7 +138,12 @@ def test_v2_inference_rule() -> None:
     a = map_result(Format.FUNCTION_URL, b'{"hello": "world"}')
     assert (a.status, a.body) == (200, b'{"hello": "world"}')
     assert ("Content-Type", "application/json") in a.headers
-    assert map_result(Format.HTTP_API, b'"text"').body == b'"text"'
+    # API Gateway's documented examples: a string output is the body itself
+    a = map_result(Format.HTTP_API, b'"Hello from Lambda!"')
+    assert (a.status, a.body) == (200, b"Hello from Lambda!")
+    assert ("Content-Type", "application/json") in a.headers
+    a = map_result(Format.HTTP_API, b'{ "message": "Hello from Lambda!" }')
+    assert a.body == b'{ "message": "Hello from Lambda!" }'
     assert map_result(Format.HTTP_API, b"[1,2]").status == 200
     with pytest.raises(MalformedResult):
         map_result(Format.FUNCTION_URL, b"not json")
