@@ -474,9 +474,9 @@ def _result_v2(doc: object, payload: bytes) -> HttpAnswer:
         # payload 2.0's inference: any other valid JSON is the body of a 200 JSON answer
         if doc is None and not payload.strip():
             raise MalformedResult("the result is empty")
-        # a string is the body itself ("Hello" answers Hello); anything else its JSON text
-        body = doc.encode("utf-8") if isinstance(doc, str) else payload
-        return HttpAnswer(200, (("Content-Type", "application/json"),), body)
+        # the body is the result as the function wrote it: a string keeps its JSON quotes (the
+        # Function URL guide's example: "Hello, world!" reaches the client as 15 bytes)
+        return HttpAnswer(200, (("Content-Type", "application/json"),), payload)
     status = _status(doc)
     headers = [(k, _header_value(k, v)) for k, v in _headers_map(doc, "headers").items()]
     if not any(k.lower() == "content-type" for k, _ in headers):

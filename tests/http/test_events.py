@@ -138,9 +138,9 @@ def test_v2_inference_rule() -> None:
     a = map_result(Format.FUNCTION_URL, b'{"hello": "world"}')
     assert (a.status, a.body) == (200, b'{"hello": "world"}')
     assert ("Content-Type", "application/json") in a.headers
-    # API Gateway's documented examples: a string output is the body itself
-    a = map_result(Format.HTTP_API, b'"Hello from Lambda!"')
-    assert (a.status, a.body) == (200, b"Hello from Lambda!")
+    # the Function URL guide's example: the client sees the string with its quotes
+    a = map_result(Format.FUNCTION_URL, b'"Hello, world!"')
+    assert (a.status, a.body, len(a.body)) == (200, b'"Hello, world!"', 15)
     assert ("Content-Type", "application/json") in a.headers
     a = map_result(Format.HTTP_API, b'{ "message": "Hello from Lambda!" }')
     assert a.body == b'{ "message": "Hello from Lambda!" }'

@@ -243,7 +243,7 @@ def test_no_route_is_404() -> None:
 def test_answers_by_result_kind(url_front: Front) -> None:
     url = url_front.url
     status, headers, body = curl(f"{url}/plain")
-    assert (status, body) == (200, b"just a string")  # a string is the body itself
+    assert (status, body) == (200, b'"just a string"')  # a string keeps its JSON quotes
     assert headers["content-type"] == ["application/json"]
     status, _, body = curl(f"{url}/list")
     assert (status, json.loads(body)) == (200, [1, 2, 3])
