@@ -652,8 +652,13 @@ def is_preflight(req: HttpRequest) -> bool:
 
 
 def with_cors(answer: HttpAnswer, cors: Cors, origin: str | None) -> HttpAnswer:
-    """The answer with Function URL CORS applied: its own Access-Control-* headers replaced."""
+    """The answer with Function URL CORS applied: where the function set a header the
+    configuration also sets, the configuration's wins (Lambda's "Cross-origin resource sharing")."""
     if not cors.enabled:
         return answer
-    kept = [(k, v) for k, v in answer.headers if not k.lower().startswith("access-control-")]
-    return HttpAnswer(answer.status, (*kept, *cors.response_headers(origin)), answer.body)
+    added = cors.response_headers(origin)
+    if not added:
+        return answer
+    names = {k.lower() for k, _ in added}
+    kept = [(k, v) for k, v in answer.headers if k.lower() not in names]
+    return HttpAnswer(answer.status, (*kept, *added), answer.body)

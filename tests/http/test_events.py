@@ -265,13 +265,16 @@ def test_cors_preflight_and_answers() -> None:
     other = dict(cors.preflight("https://evil.example", "POST", None).headers)
     assert "Access-Control-Allow-Origin" not in other
     answer = map_result(
-        Format.FUNCTION_URL, b'{"statusCode": 200, "headers": {"access-control-allow-origin": "*"}}'
+        Format.FUNCTION_URL,
+        b'{"statusCode": 200, "headers": {"access-control-allow-origin": "*", '
+        b'"access-control-max-age": "9"}}',
     )
     got = with_cors(answer, cors, "https://app.example").headers
     assert [v for k, v in got if k.lower() == "access-control-allow-origin"] == [
         "https://app.example"
     ]
     assert ("Access-Control-Expose-Headers", "x-total") in got
+    assert ("access-control-max-age", "9") in got  # no conflict: the function's own stays
     star = Cors(("*",))
     assert (
         dict(star.preflight("https://x", "GET", None).headers)["Access-Control-Allow-Origin"] == "*"
