@@ -496,7 +496,7 @@ def _result_v1(doc: object) -> HttpAnswer:
         raise MalformedResult(
             f"unexpected fields in the proxy response: {', '.join(sorted(extra))}"
         )
-    status = _status(doc) if "statusCode" in doc else 200
+    status = _status(doc)  # 1.0 has no inference: a missing statusCode is an invalid one
     multi = _headers_map(doc, "multiValueHeaders")
     headers: list[tuple[str, str]] = []
     multi_names = set()

@@ -183,6 +183,7 @@ def test_v1_merges_multi_value_headers() -> None:
         b'"text"',
         b'{"statusCode": 200, "body": {"not": "a string"}}',
         b'{"statusCode": "abc"}',
+        b'{"body": "no status"}',
         b'{"statusCode": 200, "body": "!!", "isBase64Encoded": true}',
         b'{"statusCode": 200, "multiValueHeaders": {"a": "not a list"}}',
     ],
