@@ -14,7 +14,10 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+TYPE_CHECKING = False  # config is read before anything else: typing is not worth importing here
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_FUNCTION_NAME = "test_function"
 DEFAULT_ACCOUNT = "012345678912"
