@@ -48,6 +48,8 @@ class Server:
         self._runner: Runner | None = None
         self._watching: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
+        self._http_runner: Runner | None = None
+        self.http_port = 0
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -84,13 +86,42 @@ class Server:
             file=sys.stderr,
             flush=True,
         )
+        if self.config.http_address is not None:
+            await self._start_http(self.config.http_address.host, self.config.http_address.port)
+
+    async def _start_http(self, host: str, port: int) -> None:
+        from .http_front import HttpFront  # only when the front is asked for
+
+        # every function is a target (routes pick one); each counts its own answers, and those
+        # that match no route are counted with the first function's
+        functions = self.functions.all
+        front = HttpFront(functions, functions[0].metrics)
+        try:
+            self._http_runner, self.http_port = await listen(
+                front.build_app(),
+                host,
+                port,
+                fallback=False,
+                head_timeout_s=self.config.request_head_timeout_s,
+                keepalive_timeout_s=self.config.keepalive_timeout_s,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
+            ) from exc
+        print(
+            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def stop(self) -> None:
         grace = self.config.shutdown_timeout_s
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
-        if self._runner is not None:
-            for site in list(self._runner.sites):
-                await site.stop()
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
         if self._watching is not None:
             self._stop_watching.set()
             try:
@@ -105,8 +136,9 @@ class Server:
         #    terminated, then killed, and whatever was still running is answered with the error
         await asyncio.gather(*(fn.pool.close(grace) for fn in self.functions))
         # 4. answers are out: close the callers' connections
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                await runner.cleanup()
         # 5. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=1.0)
         self.sink.flush()

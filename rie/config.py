@@ -15,6 +15,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+TYPE_CHECKING = False  # config is read before anything else: typing is not worth importing here
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_FUNCTION_NAME = "test_function"
 DEFAULT_ACCOUNT = "012345678912"
 DEFAULT_TIMEOUT_S = 300.0  # the official emulator's default; Lambda's console default is 3 s
@@ -79,6 +83,17 @@ class Config:
     runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
     description: str = ""
     watch: bool = False  # recycle the environments when the code changes
+    # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
+    http_address: Address | None = None
+    http_format: str = "function-url"
+    http_invoke_mode: str = "BUFFERED"
+    http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_methods: tuple[str, ...] = ()
+    cors_allow_headers: tuple[str, ...] = ()
+    cors_expose_headers: tuple[str, ...] = ()
+    cors_max_age: int = 0
+    cors_allow_credentials: bool = False
 
     @property
     def function_arn(self) -> str:
@@ -252,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
     )
+    _add_http_flags(p)
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -299,6 +315,108 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
+
+
+HTTP_FORMATS = ("function-url", "http-api", "rest-api")
+INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")
+
+
+def _add_http_flags(p: argparse.ArgumentParser) -> None:
+    http = p.add_argument_group("HTTP front (Function URL, API Gateway)")
+    http.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+    )
+    http.add_argument(
+        "--http-format",
+        choices=HTTP_FORMATS,
+        help="the integration whose events and answers to emulate (default function-url)",
+    )
+    http.add_argument(
+        "--http-invoke-mode",
+        choices=INVOKE_MODES,
+        help="the Function URL's InvokeMode (default BUFFERED)",
+    )
+    http.add_argument(
+        "--http-integration-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="API Gateway's integration timeout (default 29 for rest-api, 30 for http-api)",
+    )
+    http.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path'",
+        help="e.g. 'GET /items/{id}', 'ANY /files/{path+}' (repeatable; default: every request)",
+    )
+    http.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="or * (repeatable)",
+    )
+    http.add_argument("--cors-allow-methods", metavar="LIST", help="e.g. GET,POST or *")
+    http.add_argument("--cors-allow-headers", metavar="LIST", help="e.g. content-type,x-api-key")
+    http.add_argument("--cors-expose-headers", metavar="LIST")
+    http.add_argument("--cors-max-age", type=int, metavar="SECONDS", help="0-86400 (default 0)")
+    http.add_argument("--cors-allow-credentials", action="store_true")
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
+    """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
+    address = None
+    if a.http is not None:
+        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
+        if text.startswith(":"):
+            text = "127.0.0.1" + text  # loopback unless a host is named
+        address = parse_address(text, "--http")
+    routes = tuple(a.route)
+    if routes:
+        from .http_events import parse_route  # pure and stdlib-only; loaded only when used
+
+        for route in routes:
+            try:
+                parse_route(route)
+            except ValueError as exc:
+                raise ConfigError(f"--route: {exc}") from None
+    fmt = a.http_format or "function-url"
+    if a.http_integration_timeout is not None and not 0 < a.http_integration_timeout <= 900:
+        raise ConfigError("--http-integration-timeout must be more than 0 and at most 900")
+    max_age = a.cors_max_age or 0
+    if not 0 <= max_age <= 86400:
+        raise ConfigError("--cors-max-age must be 0-86400 seconds")
+    cors_given = bool(
+        a.cors_allow_origin
+        or a.cors_allow_methods
+        or a.cors_allow_headers
+        or a.cors_expose_headers
+        or max_age
+        or a.cors_allow_credentials
+    )
+    if address is None and (routes or a.http_format or a.http_invoke_mode or cors_given):
+        warnings.append("the HTTP front's flags have no effect without --http")
+    if fmt != "function-url" and (cors_given or a.http_invoke_mode == "RESPONSE_STREAM"):
+        warnings.append("--cors-* and --http-invoke-mode apply to --http-format function-url only")
+    return {
+        "http_address": address,
+        "http_format": fmt,
+        "http_invoke_mode": a.http_invoke_mode or "BUFFERED",
+        "http_integration_timeout_s": a.http_integration_timeout,
+        "routes": routes,
+        "cors_allow_origins": tuple(o.strip() for o in a.cors_allow_origin if o.strip()),
+        "cors_allow_methods": tuple(m.upper() for m in _csv(a.cors_allow_methods)),
+        "cors_allow_headers": _csv(a.cors_allow_headers),
+        "cors_expose_headers": _csv(a.cors_expose_headers),
+        "cors_max_age": max_age,
+        "cors_allow_credentials": a.cors_allow_credentials,
+    }
 
 
 def _env_number(
@@ -488,6 +606,7 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
     if a.request_head_timeout is not None and not a.request_head_timeout > 0:
         raise ConfigError("--request-head-timeout must be more than 0")
 
+    http = _http_settings(a, warnings)
     config = Config(
         command=tuple(command),
         handler=handler,
@@ -516,5 +635,6 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
         keepalive_timeout_s=_first(a.keepalive_timeout, 75.0),
         warnings=tuple(warnings),
         watch=a.watch,
+        **http,
     )
     return check_function(config)

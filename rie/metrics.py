@@ -90,6 +90,8 @@ class Metrics:
         self._seen = 0
         self._random = random.Random(0)
         self.gauges: dict[str, Callable[[], float]] = {}
+        # answers of the HTTP front, by (format, status); the Invoke API's are not counted here
+        self.http_answers: Counter[tuple[str, int]] = Counter()
 
     # --- recording -------------------------------------------------------------------------
 
@@ -177,6 +179,19 @@ class Metrics:
         ]
         for name, help_text, value in counters:
             out.append((name, "counter", help_text, [(name, (), str(value))]))
+        if self.http_answers:
+            name = "rie_http_requests_total"
+            out.append(
+                (
+                    name,
+                    "counter",
+                    "Requests answered by the HTTP front, by format and status.",
+                    [
+                        (name, (("front", "http"), ("format", fmt), ("code", str(code))), str(n))
+                        for (fmt, code), n in sorted(self.http_answers.items())
+                    ],
+                )
+            )
         for name, read in sorted(self.gauges.items()):
             out.append((name, "gauge", "", [(name, (), f"{read():g}")]))
         out.append(
