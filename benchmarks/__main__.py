@@ -26,6 +26,7 @@ from benchmarks.scenarios import (
     concurrency,
     emulator,
     extensions,
+    http_front,
     memory,
     payload,
     runtime_client,
@@ -38,6 +39,7 @@ SCENARIOS = {
     "payload": payload,
     "memory": memory,
     "concurrency": concurrency,
+    "http_front": http_front,
     "extensions": extensions,
 }
 

@@ -193,7 +193,7 @@ class Emulator:
     started_ns: int = 0
     listening_ns: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
-    extra_args: list[str] = field(default_factory=list)  # more rie flags
+    extra_args: tuple[str, ...] = ()  # more rie flags (e.g. the HTTP front's)
 
     @property
     def label(self) -> str:

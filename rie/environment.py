@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from . import logs
-from .config import Config
+from .config import RUNTIME_ENTRY, Config
 from .errors import InvalidRequestID, InvalidStateTransition
 from .invocation import Invocation, State, error_body
 from .metrics import Metrics
@@ -333,21 +333,24 @@ class Environment:
         if self.config.extension_paths and not await self._start_extensions():
             return
         command = self.config.command
-        if self.config.exec_wrapper:
-            command = (self.config.exec_wrapper, *command)
+        env = self.runtime_environment()
+        wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+        if wrapper and command[1:3] == ("-c", RUNTIME_ENTRY):
+            # as Lambda's managed runtimes do: the wrapper script gets the runtime's command
+            command = (wrapper, *command)
         try:
             process = await spawn(
                 command,
-                self.runtime_environment(),
+                env,
                 self.config.task_root,
                 self._output,
                 cgroup_name=f"pyrie-{os.getpid()}-env{self.id}-{self.init_count + 1}",
             )
         except OSError as exc:
-            log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
+            log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
             self.state = EnvState.COLD
             self._fail_queued(
-                "Runtime.InvalidEntrypoint", f"fork/exec {self.config.command[0]}: {exc.strerror}"
+                "Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {exc.strerror}"
             )
             self._settle_warm()
             return

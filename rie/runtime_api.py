@@ -404,6 +404,7 @@ class RuntimeApiProtocol(asyncio.Protocol):
                     if mode != "streaming":
                         return InvalidFunctionResponseMode()
                     inv.start_stream()
+                    inv.stream_content_type = req.headers.get("content-type")
                     req.limit = STREAM_LIMIT
                     req.stream = _StreamCollector(inv)
                 return None

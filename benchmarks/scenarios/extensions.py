@@ -41,11 +41,11 @@ def run(config: Config, say: Say) -> dict[str, Any]:
         return {"title": TITLE, "rows": [], "skipped": {"all": why}}
     with tempfile.TemporaryDirectory(prefix="bench-ext-") as tmp:
         ext_dir = _extensions_dir(Path(tmp))
-        one_env = ["--max-concurrency", "1", "--queue-timeout", "10"]
+        one_env = ("--max-concurrency", "1", "--queue-timeout", "10")
         emus = {
             "no extension": harness.Emulator("rie", "runtime", extra_args=one_env),
             "1 extension": harness.Emulator(
-                "rie", "runtime", extra_args=[*one_env, "--extensions-dir", str(ext_dir)]
+                "rie", "runtime", extra_args=(*one_env, "--extensions-dir", str(ext_dir))
             ),
         }
         clients: dict[str, harness.InvokeClient] = {}

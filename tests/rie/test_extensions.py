@@ -771,3 +771,34 @@ def test_max_memory_used_counts_the_extensions(tmp_path: Path) -> None:
         rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
         rep = report(r, rid)
     assert int(rep["Max Memory Used"].split()[0]) >= 80
+
+
+def test_layers_of_a_config_file_reach_only_their_function(tmp_path: Path) -> None:
+    """Two functions from a --config file: the one with the layer imports its package and starts
+    the extension in the layer's extensions/ folder; the other has neither."""
+    plain, _ = _layers(tmp_path)
+    (plain / "extensions").mkdir()
+    shutil.copy(SH_EXT, plain / "extensions" / "sh-ext")
+    log = tmp_path / "log"
+    (tmp_path / "rie.toml").write_text(
+        f"""
+[functions.with-layer]
+handler = "handler.env"
+task_root = "{EXT_FIX}"
+layers = ["{plain}"]
+env = {{ EXT_LOG = "{log}" }}
+
+[functions.without]
+handler = "handler.env"
+task_root = "{EXT_FIX}"
+"""
+    )
+    keys = {"keys": ["PYTHONPATH"]}
+    with rie("--config", str(tmp_path / "rie.toml")) as r:
+        with_layer = r.invoke(keys, name="with-layer")
+        without = r.invoke(keys, name="without")
+        rid = with_layer.header("X-Amzn-RequestId")
+        wait_lines(log, has(f"INVOKE {rid}"))
+    assert str(plain / "python") in (with_layer.json()["PYTHONPATH"] or "")  # type: ignore[index]
+    assert str(plain / "python") not in (without.json()["PYTHONPATH"] or "")  # type: ignore[index]
+    assert sum("REGISTERED" in line for line in log.read_text().splitlines()) == 1
