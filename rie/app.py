@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping
 
 from . import logs, runtime_api
@@ -51,7 +52,15 @@ class Server:
         self.events.start()
         app = build_app(Services(self.config, self.pool, self.events, self.metrics))
         addr = self.config.invoke_address
-        self._runner, self.invoke_port = await listen(app, addr.host, addr.port, fallback=False)
+        self._runner, self.invoke_port = await listen(
+            app,
+            addr.host,
+            addr.port,
+            fallback=False,
+            # by the time connections are closed every invocation is answered: this only bounds
+            # a caller that is slow to read its answer
+            shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
+        )
         print(
             f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
             file=sys.stderr,
@@ -59,23 +68,37 @@ class Server:
         )
 
     async def stop(self) -> None:
+        # --shutdown-timeout bounds the whole of it: in-flight work gets what is left of it once
+        # the last steps' shares (terminating runtimes, closing connections) are set aside
         grace = self.config.shutdown_timeout_s
+        deadline = time.monotonic() + grace
+        term_s, close_s = _shares(grace)
         # 1. stop accepting invocations: new connections are refused from here on
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
-        # 2. Event invocations still waiting are written out; running ones get the grace period
-        await self.events.close(grace)
-        # 3. in-flight invocations get the grace period; then every runtime process group is
-        #    terminated, then killed, and whatever was still running is answered with the error
-        await self.pool.close(grace)
-        # 4. answers are out: close the callers' connections
+        # 2. Event invocations queued or waiting for a retry are written out; running ones go on
+        self.events.stop_intake()
+        # 3. in-flight invocations run until `term_s` before the end of the grace; then every
+        #    runtime process group is terminated, then killed, and whatever was still running is
+        #    answered with the error (events: an on-failure record)
+        await self.pool.close(deadline - close_s, term_s)
+        # 4. the Event workers record the outcomes of what they ran
+        await self.events.close(within_s=max(0.05, deadline - time.monotonic()))
+        # 5. answers are out: close the callers' connections
         if self._runner is not None:
             await self._runner.cleanup()
-        # 5. memory cgroups whose processes were still leaving when their environment stopped
-        MemoryCgroup.remove_pending(within_s=1.0)
+        # 6. memory cgroups whose processes were still leaving when their environment stopped
+        MemoryCgroup.remove_pending(within_s=max(0.05, deadline - time.monotonic()))
         self.sink.flush()
         print(self.metrics.summary(), file=sys.stderr, flush=True)
+
+
+def _shares(grace_s: float) -> tuple[float, float]:
+    """The parts of the shutdown grace set aside for terminating runtimes (SIGTERM to SIGKILL)
+    and for closing connections, out of a grace of `grace_s`."""
+    term_s = min(0.5, grace_s / 4)
+    return term_s, min(0.25, grace_s / 8)
 
 
 async def serve(config: Config, environ: Mapping[str, str]) -> int:

@@ -382,13 +382,20 @@ class Environment:
     def _timed_out(self, inv: Invocation) -> None:
         if inv.state not in (State.RUNNING, State.STREAMING):
             return
+        process = self.process
+        if process is not None:
+            # what it printed until now is this invocation's, and so is its memory
+            process.drain_output()
+            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         line = logs.timeout_line(inv.request_id, inv.timeout_s).encode()
         self._sink.write(line)
         tail = self._tails.get(inv.request_id)
         if tail is not None:
             tail.append(line)
-        inv.time_out()
+        # reset first, answer second: the slot the invocation frees must not be handed back to
+        # an environment that is being torn down (the pool replaces it instead)
         self._reset()
+        inv.time_out()
 
     def _init_timed_out(self, process: Process) -> None:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
@@ -464,6 +471,7 @@ class Environment:
         # inits on demand, so that a broken function does not restart in a loop)
         if self.queued or self._suppressed_init or (self.provisioned and not failed_init):
             self._start()
+        self._on_slot_free(self)  # usable again (or, if the pool replaced it, to retire)
 
     def _fail_queued(self, error_type: str, message: str) -> None:
         for inv in list(self.queued):
