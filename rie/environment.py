@@ -35,6 +35,10 @@ log = logging.getLogger("rie")
 _RECENT_IDS = 64  # finished ids remembered so a late answer gets 403, not 400
 _INIT_ERROR_GRACE_S = 1.0  # a runtime that posted init/error gets this long to exit by itself
 _MEMORY_SAMPLE_S = 0.05
+# a line the runtime has not ended yet is held back (so lines of environments never interleave)
+# until it ends, its invocation ends, or it grows this long (then it is cut, as Lambda cuts long
+# lines into several events)
+_PARTIAL_LINE_MAX = 1 << 16
 
 
 class EnvState(enum.Enum):
@@ -94,6 +98,7 @@ class Environment:
         self._waiters: collections.deque[Callable[[Invocation], None]] = collections.deque()
         self._done_callbacks: dict[str, Callable[[Invocation], None]] = {}
         self._tails: dict[str, logs.Tail] = {}
+        self._partial = bytearray()  # the runtime's output after its last newline
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._init_timer: asyncio.TimerHandle | None = None
         self._init_error: tuple[str, bytes] | None = None
@@ -165,6 +170,7 @@ class Environment:
         process, self.process = self.process, None
         if process is not None:
             code = await process.stop(grace_s)
+            self._flush_partial()
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
         self._fail_all(
             "Runtime.ExitError", "Runtime exited with error: the environment was shut down"
@@ -314,17 +320,53 @@ class Environment:
         self._timers[inv.request_id] = asyncio.get_running_loop().call_later(
             inv.timeout_s, self._timed_out, inv
         )
-        line = logs.start_line(inv.request_id, self.config.function_version).encode()
-        self._sink.write(line)
-        tail = self._tails.get(inv.request_id)
-        if tail is not None:
-            tail.append(line)
+        self._platform_line(
+            logs.start_line(inv.request_id, self.config.function_version), (inv.request_id,)
+        )
 
     def _output(self, data: bytes) -> None:
+        """The runtime's output, passed on in whole lines only."""
+        if self._partial:
+            self._partial += data
+            data = bytes(self._partial)
+            self._partial.clear()
+        if not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            if len(data) - cut < _PARTIAL_LINE_MAX:
+                self._partial += data[cut:]
+                data = data[:cut]
+                if not data:
+                    return
+            else:
+                data += b"\n"
+        self._emit(data)
+
+    def _flush_partial(self) -> None:
+        """End the runtime's unfinished line, so that a platform line stands on its own."""
+        if self._partial:
+            data = bytes(self._partial) + b"\n"
+            self._partial.clear()
+            self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
         self._sink.write(data)
         if self._tails:
             owners = self.running or {inv.request_id: inv for inv in self.queued}
             for request_id in owners:
+                tail = self._tails.get(request_id)
+                if tail is not None:
+                    tail.append(data)
+
+    def _platform_line(self, line: str, request_ids: tuple[str, ...] | None = None) -> None:
+        """A line of the platform's own (START, END, REPORT, INIT_REPORT, a timeout): always a
+        line of its own, and in the tails of `request_ids` (default: those waiting or running)."""
+        self._flush_partial()
+        data = line.encode()
+        self._sink.write(data)
+        if self._tails:
+            if request_ids is None:
+                request_ids = (*self.running, *(inv.request_id for inv in self.queued))
+            for request_id in request_ids:
                 tail = self._tails.get(request_id)
                 if tail is not None:
                     tail.append(data)
@@ -334,18 +376,23 @@ class Environment:
         timer = self._timers.pop(inv.request_id, None)
         if timer is not None:
             timer.cancel()
+        process = self.process
+        if process is not None:
+            # everything it printed before it answered is in the pipe: it is this invocation's,
+            # so it is read while the invocation still owns the output
+            process.drain_output()
+            self._sample_memory(process, inv)
+        if inv.dispatched_at is None:
+            # never reached the runtime (a failed init): Lambda still logs START for it
+            self._platform_line(
+                logs.start_line(inv.request_id, self.config.function_version), (inv.request_id,)
+            )
+        self._flush_partial()
         if self.running.pop(inv.request_id, None) is None and inv in self.queued:
             self.queued.remove(inv)  # it ended before the runtime fetched it
         self._recent[inv.request_id] = inv
         if len(self._recent) > _RECENT_IDS:
             self._recent.popitem(last=False)
-        process = self.process
-        if process is not None:
-            process.drain_output()
-            self._sample_memory(process, inv)
-        if inv.dispatched_at is None:
-            # never reached the runtime (a failed init): Lambda still logs START for it
-            self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
             inv.duration_ms,
@@ -387,11 +434,7 @@ class Environment:
             # what it printed until now is this invocation's, and so is its memory
             process.drain_output()
             self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
-        line = logs.timeout_line(inv.request_id, inv.timeout_s).encode()
-        self._sink.write(line)
-        tail = self._tails.get(inv.request_id)
-        if tail is not None:
-            tail.append(line)
+        self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), (inv.request_id,))
         # reset first, answer second: the slot the invocation frees must not be handed back to
         # an environment that is being torn down (the pool replaces it instead)
         self._reset()
@@ -401,7 +444,7 @@ class Environment:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
             return
         init_ms = (time.perf_counter() - process.started_at) * 1000
-        self._sink.write(logs.init_report_line(init_ms, "timeout").encode())
+        self._platform_line(logs.init_report_line(init_ms, "timeout"))
         if self._suppressed_init:
             # the retried init used up the invocation's own time
             for inv in list(self.queued):
@@ -441,6 +484,7 @@ class Environment:
     def _after_exit(self, process: Process, code: int) -> None:
         if self.state is EnvState.RETIRED:
             return
+        self._flush_partial()
         failed_init = self.state is EnvState.INITIALIZING
         self._waiters.clear()  # their connections go with the process
         if self._init_timer is not None:
@@ -451,14 +495,12 @@ class Environment:
             init_ms = (time.perf_counter() - process.started_at) * 1000
             if self._init_error is not None:
                 error_type, body = self._init_error
-                self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
+                self._platform_line(logs.init_report_line(init_ms, "error", error_type))
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
                     inv.fail(error_type, body=body)
             else:
-                self._sink.write(
-                    logs.init_report_line(init_ms, "error", "Runtime.ExitError").encode()
-                )
+                self._platform_line(logs.init_report_line(init_ms, "error", "Runtime.ExitError"))
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
                     inv.fail("Runtime.ExitError", reason)
