@@ -22,7 +22,7 @@ from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
 from .metrics import Metrics
 from .pool import EventQueue, Pool
-from .supervisor import MemoryCgroup
+from .supervisor import MemoryCgroup, sweep_leftovers
 
 log = logging.getLogger("rie")
 
@@ -48,6 +48,8 @@ class Server:
         return await runtime_api.bind(env, self.config.runtime_api_address.host, port)
 
     async def start(self) -> None:
+        # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
+        sweep_leftovers()
         await self.pool.start()  # provisioned environments are ready before the first caller
         self.events.start()
         app = build_app(Services(self.config, self.pool, self.events, self.metrics))

@@ -15,7 +15,6 @@ import collections
 import contextlib
 import enum
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -28,7 +27,7 @@ from .config import Config
 from .errors import InvalidRequestID, InvalidStateTransition
 from .invocation import Invocation, State
 from .metrics import Metrics
-from .supervisor import Process, describe_exit, spawn
+from .supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
 
 log = logging.getLogger("rie")
 
@@ -80,7 +79,7 @@ class Environment:
             time.strftime("%Y/%m/%d/", time.gmtime())
             + f"[{config.function_version}]{uuid.uuid4().hex}"
         )
-        self.tmpdir = tempfile.mkdtemp(prefix=f"rie-{config.function_name}-env{env_id}-")
+        self.tmpdir = tempfile.mkdtemp(prefix=tmpdir_prefix(config.function_name, env_id))
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
         self.queued: collections.deque[Invocation] = collections.deque()
@@ -211,7 +210,7 @@ class Environment:
                 self.runtime_environment(),
                 self.config.task_root,
                 self._output,
-                cgroup_name=f"pyrie-{os.getpid()}-env{self.id}-{self.init_count + 1}",
+                cgroup_name=cgroup_name(self.id, self.init_count + 1),
             )
         except OSError as exc:
             log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
@@ -457,7 +456,7 @@ class Environment:
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:
-            process.signal_group(9)
+            process.kill_everything()
 
     def _reset(self) -> None:
         """Kill the process group; start again at once if work (or provisioning) is waiting."""
@@ -475,7 +474,7 @@ class Environment:
         """The runtime exited by itself."""
         self.process = None
         process.drain_output()
-        process.signal_group(9)  # whatever it left behind in its group goes with it
+        process.kill_everything()  # whatever it left behind (group and cgroup) goes with it
         # a memory cgroup still knows the peak of a process that is gone
         self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         process.release()
