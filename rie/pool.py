@@ -167,7 +167,8 @@ class Pool:
 
     def _slot_freed(self, env: Environment) -> None:
         if (
-            env.idle
+            len(self.envs) > self.config.max_concurrency  # cheap: only ever true after a reset
+            and env.idle
             and not env.provisioned
             and env in self.envs
             and self._counted() > self.config.max_concurrency

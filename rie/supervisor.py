@@ -60,29 +60,48 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
-    """A preexec function that ties a child to the emulator's life (Linux: PR_SET_PDEATHSIG),
-    so a runtime does not outlive an emulator that is killed outright. Made once."""
+def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes  # only here: most of ctypes is not needed by anything else
+    import ctypes  # only here, once: nothing else needs it
 
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl: Callable[..., int] | None = None
+_prctl_loaded = False
+
+
+def _child_setup(cgroup_procs: str | None) -> Callable[[], None] | None:
+    """What the child does between fork and exec: join its cgroup (before it can start anything,
+    so even what it starts at once is a member) and tie itself to the emulator's life
+    (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is killed outright."""
+    global _prctl, _prctl_loaded
+    if not _prctl_loaded:
+        _prctl, _prctl_loaded = _load_prctl(), True
+    prctl = _prctl
+    if prctl is None and cgroup_procs is None:
         return None
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the emulator died before the signal was armed
-            os._exit(1)
+        if cgroup_procs is not None:
+            with contextlib.suppress(OSError):  # the emulator adopts it afterwards otherwise
+                fd = os.open(cgroup_procs, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")  # 0: the writing process
+                finally:
+                    os.close(fd)
+        if prctl is not None:
+            prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the emulator died before the signal was armed
+                os._exit(1)
 
     return preexec
-
-
-_preexec: Callable[[], None] | None = None
-_preexec_made = False
 
 
 def describe_exit(returncode: int) -> str:
@@ -208,9 +227,7 @@ async def spawn(
     on_output: Callable[[bytes], None],
     cgroup_name: str | None = None,
 ) -> Process:
-    global _preexec, _preexec_made
-    if not _preexec_made:
-        _preexec, _preexec_made = _pdeathsig_preexec(), True
+    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -222,14 +239,15 @@ async def spawn(
             cwd=cwd,
             start_new_session=True,  # its own session and process group
             # the event loop forks (not vfork) either way, so this costs nothing measurable
-            preexec_fn=_preexec,
+            preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
         )
     except BaseException:
         os.close(read_fd)
+        if cgroup is not None:
+            cgroup.remove()
         raise
     finally:
         os.close(write_fd)
-    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
     if cgroup is not None and not cgroup.adopt(proc.pid):
         cgroup.remove()
         cgroup = None
@@ -308,9 +326,13 @@ class MemoryCgroup:
         cls._base = None
         return None
 
+    @property
+    def procs_file(self) -> str:
+        return os.path.join(self.path, "cgroup.procs")
+
     def adopt(self, pid: int) -> bool:
         try:
-            with open(os.path.join(self.path, "cgroup.procs"), "w", encoding="ascii") as f:
+            with open(self.procs_file, "w", encoding="ascii") as f:
                 f.write(str(pid))
         except OSError:
             return False

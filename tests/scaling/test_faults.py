@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -141,3 +142,15 @@ def test_what_a_killed_rie_left_is_swept_by_the_next_one(tmp_path: Path) -> None
         wait_until(lambda: gone(child), what="the orphaned setsid child to be swept")
         assert leftovers(r.proc.pid) == []
         assert leftovers(again.proc.pid)  # type: ignore[union-attr]
+
+
+def test_a_setsid_child_started_at_init_dies_with_its_environment(tmp_path: Path) -> None:
+    # the runtime's first act is to start a child in a session of its own: it must already be in
+    # the runtime's cgroup by then
+    pidfile = tmp_path / "child"
+    script = f'setsid sleep 60 & echo $! > {pidfile}; exec "$0" -m runtime'
+    with rie(*PY_RUNTIME, "--timeout", "1", "--", "sh", "-c", script, sys.executable) as r:
+        reply = r.invoke({"action": "sleep", "s": 30})
+        assert reply.header("X-Amz-Function-Error") == "Unhandled", reply.body
+        child = int(pidfile.read_text())
+        wait_until(lambda: gone(child), what=f"the setsid child {child} to die")
