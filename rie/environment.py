@@ -34,10 +34,6 @@ log = logging.getLogger("rie")
 _RECENT_IDS = 64  # finished ids remembered so a late answer gets 403, not 400
 _INIT_ERROR_GRACE_S = 1.0  # a runtime that posted init/error gets this long to exit by itself
 _MEMORY_SAMPLE_S = 0.05
-# a line the runtime has not ended yet is held back (so lines of environments never interleave)
-# until it ends, its invocation ends, or it grows this long (then it is cut, as Lambda cuts long
-# lines into several events)
-_PARTIAL_LINE_MAX = 1 << 16
 
 
 class EnvState(enum.Enum):
@@ -97,7 +93,7 @@ class Environment:
         self._waiters: collections.deque[Callable[[Invocation], None]] = collections.deque()
         self._done_callbacks: dict[str, Callable[[Invocation], None]] = {}
         self._tails: dict[str, logs.Tail] = {}
-        self._partial = bytearray()  # the runtime's output after its last newline
+        self._lines = logs.LineBuffer()  # the runtime's output, in whole lines
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._init_timer: asyncio.TimerHandle | None = None
         self._init_error: tuple[str, bytes] | None = None
@@ -325,26 +321,14 @@ class Environment:
 
     def _output(self, data: bytes) -> None:
         """The runtime's output, passed on in whole lines only."""
-        if self._partial:
-            self._partial += data
-            data = bytes(self._partial)
-            self._partial.clear()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            if len(data) - cut < _PARTIAL_LINE_MAX:
-                self._partial += data[cut:]
-                data = data[:cut]
-                if not data:
-                    return
-            else:
-                data += b"\n"
-        self._emit(data)
+        data = self._lines.feed(data)
+        if data:
+            self._emit(data)
 
     def _flush_partial(self) -> None:
         """End the runtime's unfinished line, so that a platform line stands on its own."""
-        if self._partial:
-            data = bytes(self._partial) + b"\n"
-            self._partial.clear()
+        data = self._lines.flush()
+        if data:
             self._emit(data)
 
     def _emit(self, data: bytes) -> None:
