@@ -57,6 +57,7 @@ class Pool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # awaited at close, never cancelled
         metrics.gauges["rie_concurrent_executions"] = lambda: sum(len(e.running) for e in self.envs)
         metrics.gauges["rie_environments"] = lambda: len(self.envs)
         metrics.gauges["rie_waiting_invocations"] = lambda: len(self._waiters)
@@ -175,7 +176,7 @@ class Pool:
         ):
             # it was replaced while it was being reset: one too many now
             self.envs.remove(env)
-            self._spawn(env.retire())
+            self._retire_later(env, grace_s=0.0)
             return
         while self._waiters and env.free_slots > 0:
             placed, inv, on_done = self._waiters.popleft()
@@ -199,6 +200,13 @@ class Pool:
 
     # --- retiring --------------------------------------------------------------------------
 
+    def _retire_later(self, env: Environment, grace_s: float) -> None:
+        """Retire an environment the pool has let go of; `close` waits for it (a retirement cut
+        short could leave its processes or its TMPDIR behind)."""
+        task = asyncio.ensure_future(env.retire(grace_s))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     async def _reap_idle(self) -> None:
         period = min(1.0, self.config.idle_timeout_s / 2)
         while True:
@@ -213,7 +221,7 @@ class Pool:
                     continue
                 self.envs.remove(env)
                 log.info("environment %d retired after %.0f s idle", env.id, now - env.last_used)
-                await env.retire(grace_s=0.5)
+                self._retire_later(env, grace_s=0.5)
             self._serve_waiters()
 
     async def close(self, deadline: float, term_s: float) -> None:
@@ -228,6 +236,8 @@ class Pool:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
+        if self._retiring:  # environments replaced after a reset: let them clean up
+            await asyncio.wait(list(self._retiring), timeout=max(0.0, deadline - time.monotonic()))
         envs, self.envs = self.envs, []
         term_s = max(0.0, min(term_s, deadline - time.monotonic()))
         await asyncio.gather(*(env.retire(grace_s=term_s) for env in envs))
