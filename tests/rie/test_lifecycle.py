@@ -161,6 +161,8 @@ def test_bootstrap_exiting_during_init_without_posting_is_runtime_exit_error() -
             body = reply.json()
             assert body["errorType"] == "Runtime.ExitError", body  # type: ignore[index]
             assert "exit status 3" in body["errorMessage"]  # type: ignore[index]
+        # the answer can reach the caller before the log reaches stdout: wait for the log
+        wait_until(lambda: r.output().count("sh init exiting with 3") >= 2, what="both inits")
         assert r.output().count("sh init exiting with 3") == 2
 
 
