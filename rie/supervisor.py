@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
@@ -422,16 +421,20 @@ def sweep_leftovers(within_s: float = 1.0) -> None:
     in them; then their temporary directories go, with any process still using one as TMPDIR
     (which finds the `setsid` escapees of a runtime where there are no cgroups)."""
     MemoryCgroup.sweep(within_s)
-    root = tempfile.gettempdir()
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return
-    stale = {
-        os.path.join(root, name)
-        for name in names
-        if (owner := _owner(name, TMPDIR_PREFIX)) is not None and not _alive(owner)
-    }
+    # where tempfile.mkdtemp may have made them, without tempfile.gettempdir()'s probe (it writes
+    # a file, which costs start-up time on a busy disk)
+    roots = {os.environ.get(var) or "" for var in ("TMPDIR", "TEMP", "TMP")} | {"/tmp", "/var/tmp"}
+    stale: set[str] = set()
+    for root in roots - {""}:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        stale.update(
+            os.path.join(root, name)
+            for name in names
+            if (owner := _owner(name, TMPDIR_PREFIX)) is not None and not _alive(owner)
+        )
     if not stale:
         return
     wanted = {b"TMPDIR=" + os.fsencode(path) for path in stale}
