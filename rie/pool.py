@@ -4,8 +4,9 @@ Invariants:
 - at most `max_concurrency` environments hold or await invocations, each taking at most
   `per_env_concurrency` at once; an environment being torn down with nothing left in it (after a
   timeout) does not count: it is replaced at once and retired once its reset is over, so the limit
-  counts invocations in flight, as Lambda's does; placing an invocation is synchronous (no await between choosing an
-  environment and assigning to it), so two callers can never take the same slot;
+  counts invocations in flight, as Lambda's does;
+- placing an invocation is synchronous (no await between choosing an environment and assigning to
+  it), so two callers can never take the same slot;
 - a synchronous invoke that finds no slot is throttled (429) unless it may wait, and waiters are
   served first come, first served as slots free up;
 - an accepted `Event` invocation ends in exactly one of: success, a retry, an on-failure record
