@@ -72,16 +72,22 @@ def _load_prctl() -> Callable[..., int] | None:
 
 
 _prctl: Callable[..., int] | None = None
-_prctl_loaded = False
+_preexec_ok: bool | None = None  # None: not decided yet (at the first spawn)
 
 
 def _child_setup(cgroup_procs: str | None) -> Callable[[], None] | None:
     """What the child does between fork and exec: join its cgroup (before it can start anything,
     so even what it starts at once is a member) and tie itself to the emulator's life
     (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is killed outright."""
-    global _prctl, _prctl_loaded
-    if not _prctl_loaded:
-        _prctl, _prctl_loaded = _load_prctl(), True
+    global _prctl, _preexec_ok
+    if _preexec_ok is None:
+        # uvloop forks either way, so a preexec function costs nothing measurable there; the
+        # stdlib loop would give up vfork for it (several times slower per spawn): without
+        # uvloop, runtimes go without the parent-death signal and adopt their cgroup afterwards
+        _preexec_ok = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        _prctl = _load_prctl() if _preexec_ok else None
+    if not _preexec_ok:
+        return None
     prctl = _prctl
     if prctl is None and cgroup_procs is None:
         return None
@@ -237,7 +243,6 @@ async def spawn(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,  # its own session and process group
-            # the event loop forks (not vfork) either way, so this costs nothing measurable
             preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
         )
     except BaseException:
