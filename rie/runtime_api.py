@@ -52,6 +52,9 @@ STREAM_LIMIT = 200 * 1024 * 1024  # what Lambda allows a streamed response
 _ERROR_TYPE_RE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
 _ERROR_KEYS = ("errorMessage", "errorType", "stackTrace")
 _ACCEPTED = b'{"status":"OK"}'
+# the function error of an invocation the runtime could not be given (e.g. a header value that is
+# not Latin-1) or whose answer could not be taken (an unexpected failure here)
+HAND_OVER_ERROR = "Runtime.InternalError"
 
 
 def sanitize_error_type(value: str | None) -> str:
@@ -124,18 +127,40 @@ class _Delivery:
         self.env.cancel_next(self)
 
     def __call__(self, inv: Invocation) -> None:
-        r = inv.request
-        headers = (
-            f"{H_REQUEST_ID}: {inv.request_id}\r\n{H_DEADLINE}: {inv.deadline_ms}\r\n"
-            f"{H_ARN}: {r.invoked_function_arn}\r\n{H_TRACE}: {r.trace_id}\r\n"
-        )
-        if r.client_context is not None:
-            headers += f"{H_CLIENT_CONTEXT}: {r.client_context}\r\n"
-        if r.cognito_identity is not None:
-            headers += f"{H_COGNITO}: {r.cognito_identity}\r\n"
-        if r.tenant_id is not None:
-            headers += f"{H_TENANT}: {r.tenant_id}\r\n"
-        self.conn.send(200, r.payload, r.content_type, headers=headers)
+        try:
+            r = inv.request
+            headers = (
+                f"{H_REQUEST_ID}: {inv.request_id}\r\n{H_DEADLINE}: {inv.deadline_ms}\r\n"
+                f"{H_ARN}: {r.invoked_function_arn}\r\n{H_TRACE}: {_safe(r.trace_id)}\r\n"
+            )
+            if r.client_context is not None:
+                headers += f"{H_CLIENT_CONTEXT}: {_safe(r.client_context)}\r\n"
+            if r.cognito_identity is not None:
+                headers += f"{H_COGNITO}: {_safe(r.cognito_identity)}\r\n"
+            if r.tenant_id is not None:
+                headers += f"{H_TENANT}: {_safe(r.tenant_id)}\r\n"
+            # rendered in full before anything is written: a failure leaves `next` unanswered
+            self.conn.send(200, r.payload, _safe(r.content_type), headers=headers)
+        except Exception as exc:
+            self._hand_over_failed(inv, exc)
+
+    def _hand_over_failed(self, inv: Invocation, exc: Exception) -> None:
+        """The invocation cannot be given to the runtime: it ends here with a function error,
+        and the runtime, which never saw it, goes on waiting in `next` for the next one."""
+        log.error("invocation %s could not be handed to the runtime: %s", inv.request_id, exc)
+        if not inv.final:
+            inv.fail(HAND_OVER_ERROR, f"the invocation could not be handed to the runtime: {exc}")
+        if self.conn.connected:
+            following = self.env.request_next(self)
+            if following is not None:
+                self(following)
+
+
+def _safe(value: str) -> str:
+    """A header value as it may go on the wire; anything else is refused (ValueError)."""
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"a header value holds a line break: {value[:80]!r}")
+    return value
 
 
 class PingRoute(_Route):
@@ -191,6 +216,22 @@ class InvocationRoute(_Route):
         return None
 
     def handle(self, conn: Connection, req: Request) -> None:
+        try:
+            self._take_answer(req)
+        except RieError:
+            raise
+        except Exception as exc:
+            # the runtime's answer is lost: its invocation ends now rather than at its timeout;
+            # the runtime gets 500 (a container error: it is expected to exit, which resets the
+            # environment) from http11
+            request_id = req.path[len(PATH_INVOCATION) :].partition("/")[0]
+            inv = self.env.running.get(request_id)
+            if inv is not None and not inv.final:
+                inv.fail(HAND_OVER_ERROR, f"the runtime's answer could not be taken: {exc!r}")
+            raise
+        conn.send(202, _ACCEPTED, close=not req.keep_alive)
+
+    def _take_answer(self, req: Request) -> None:
         request_id, _, action = req.path[len(PATH_INVOCATION) :].partition("/")
         if req.sink is not None:
             _end_stream(req, cast(_StreamCollector, req.sink))
@@ -203,7 +244,6 @@ class InvocationRoute(_Route):
                 shape_error_body(bytes(req.body), req.headers.get("content-type"), error_type),
                 error_type,
             )
-        conn.send(202, _ACCEPTED, close=not req.keep_alive)
 
     def too_large(self, req: Request, limit: int) -> RieError:
         """A response over the limit: the caller gets Function.ResponseSizeTooLarge at once."""
