@@ -145,12 +145,19 @@ def parse_head(head: bytes) -> Request:
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
     length: int | None = 0
-    if "chunked" in headers.get("transfer-encoding", "").lower():
+    declared = headers.get("content-length")
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        # `+5`, `-1`, `²` (a digit to str.isdigit, not to int) and duplicates (`5, 5`) alike
+        raise BadRequest("invalid Content-Length")
+    encoding = headers.get("transfer-encoding")
+    if encoding is not None:
+        if declared is not None:
+            # two framings: whichever a proxy in front believed, the other would smuggle
+            raise BadRequest("Content-Length together with Transfer-Encoding")
+        if encoding.lower() != "chunked":
+            raise BadRequest("unsupported Transfer-Encoding")
         length = None
-    elif "content-length" in headers:
-        declared = headers["content-length"]
-        if not declared.isdigit():
-            raise BadRequest("invalid Content-Length")
+    elif declared is not None:
         length = int(declared)
     return Request(method, target.split("?", 1)[0], headers, keep_alive, length)
 
@@ -286,6 +293,11 @@ class Connection(asyncio.Protocol):
                     return
         except BadRequest as exc:
             self.send(400, error_body(str(exc)), close=True)
+        except Exception:
+            # never into the event loop ("Fatal error on transport"), never unanswered
+            log.exception("unexpected failure parsing a request")
+            self._unpark_gone()
+            self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
 
     def _begin(self, req: Request) -> bool:
         """Route and check a request from its head; False when the connection had to be closed."""
@@ -351,7 +363,7 @@ class Connection(asyncio.Protocol):
             self.send_error(req, error)
         except Exception:
             log.exception("unexpected failure answering %s %s", req.method, req.path)
-            self._parked = self._on_gone = None
+            self._unpark_gone()
             self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
 
     def _read_chunked(self, req: Request) -> bool:

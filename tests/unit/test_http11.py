@@ -227,3 +227,29 @@ def test_a_client_that_hangs_up_while_parked_is_let_go(srv: Running) -> None:
     srv.parked.changed.clear()
     s.close()
     assert srv.parked.changed.wait(10) and srv.parked.gone == 1
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: \xc2\xb2",  # UTF-8 of the superscript two, a "digit" to str.isdigit
+        b"Content-Length: \xb2",  # the same in Latin-1
+        b"Content-Length: +5",
+        b"Content-Length: -1",
+        b"Content-Length: 5, 5",
+        b"Content-Length: 5\r\nContent-Length: 6",
+        b"Content-Length: 0x5",
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked",
+        b"Transfer-Encoding: chunked\r\nContent-Length: 0",
+        b"Transfer-Encoding: gzip, chunked",
+    ],
+)
+def test_bad_body_framing_gets_400_json_and_the_connection_closes(
+    srv: Running, framing: bytes
+) -> None:
+    s, buf = connect(srv), bytearray()
+    s.sendall(b"POST /echo/a HTTP/1.1\r\n" + framing + b"\r\n\r\nhello")
+    status, headers, body = read_answer(s, buf)
+    assert status == 400 and headers["connection"] == "close"
+    assert json.loads(body)["errorType"] == "BadRequest"
+    assert closed(s)
