@@ -70,6 +70,8 @@ class Config:
     event_max_age_s: float = 21600.0
     event_failure_file: str | None = None
     shutdown_timeout_s: float = 5.0
+    request_head_timeout_s: float = 10.0
+    keepalive_timeout_s: float = 75.0
     warnings: tuple[str, ...] = ()
 
     @property
@@ -247,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds in-flight invocations get on SIGTERM (default 5)",
     )
+    p.add_argument(
+        "--request-head-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds a client has to send a whole request head (default 10)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds an idle keep-alive connection is kept open (default 75)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
 
@@ -377,6 +391,12 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     for flag, value in numbers.items():
         if value is not None and value < 0:
             raise ConfigError(f"{flag} must not be negative")
+    for flag, value in (
+        ("--request-head-timeout", a.request_head_timeout),
+        ("--keepalive-timeout", a.keepalive_timeout),
+    ):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{flag} must be more than 0 seconds")
     if a.event_retries is not None and not 0 <= a.event_retries <= 2:
         raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
 
@@ -404,5 +424,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         event_max_age_s=_first(a.event_max_age, 21600.0),
         event_failure_file=a.event_failure_file,
         shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
+        request_head_timeout_s=_first(a.request_head_timeout, 10.0),
+        keepalive_timeout_s=_first(a.keepalive_timeout, 75.0),
         warnings=tuple(warnings),
     )

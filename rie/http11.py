@@ -28,6 +28,8 @@ from .errors import RieError, RouteNotFound, TruncatedHTTPRequest
 log = logging.getLogger("rie")
 
 HEAD_LIMIT = 64 * 1024
+HEAD_TIMEOUT_S = 10.0
+KEEPALIVE_TIMEOUT_S = 75.0
 DEFAULT_BODY_LIMIT = 6 * 1024 * 1024 + 100
 # a refused body is read and dropped (so the client can finish sending and read the answer) up to
 # this size; past it the connection is closed instead
@@ -40,6 +42,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Request Entity Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -181,6 +184,8 @@ class Connection(asyncio.Protocol):
         self._on_gone: Callable[[], None] | None = None
         self._eof = False
         self._closing = False
+        self._requests = 0  # heads parsed so far: the sweep tells a new wait from an old one
+        self._quiet: tuple[int, bool, float] | None = None  # (requests, head begun, since)
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -301,6 +306,7 @@ class Connection(asyncio.Protocol):
 
     def _begin(self, req: Request) -> bool:
         """Route and check a request from its head; False when the connection had to be closed."""
+        self._requests += 1
         route = req.route = self._router.find(req.path)
         error: RieError | None
         if route is None:
@@ -438,6 +444,35 @@ class Connection(asyncio.Protocol):
         else:
             self.send(400, TruncatedHTTPRequest().body(), close=True)
 
+    # --- time limits -----------------------------------------------------------------------
+
+    def sweep(self, now: float, head_timeout_s: float, keepalive_timeout_s: float) -> None:
+        """Called about every `Server.tick` seconds: close a connection whose request head is
+        overdue (408) or that has been idle between requests for too long (closed quietly).
+
+        A request being answered (a parked long poll: a runtime waiting in `next`) or whose body
+        is arriving is never cut. Time is measured from the first sweep that saw the wait, so a
+        limit is kept to within two ticks, and the hot path pays for none of this."""
+        if self._parked is not None or self._req is not None or self._closing:
+            self._quiet = None
+            return
+        begun = bool(self._buf)
+        quiet = self._quiet
+        if quiet is None or quiet[0] != self._requests or quiet[1] != begun:
+            self._quiet = (self._requests, begun, now)
+            return
+        waited = now - quiet[2]
+        if begun:
+            if waited >= head_timeout_s:
+                message = f"Request head not received within {head_timeout_s:g} seconds"
+                self.send(408, error_body(message, "RequestTimeout"), close=True)
+        elif self._requests == 0:
+            if waited >= head_timeout_s:
+                self._close()  # opened, never spoke
+        elif waited >= keepalive_timeout_s:
+            log.debug("closing a keep-alive connection idle for %.1f s", waited)
+            self._close()
+
     # --- writing ---------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
@@ -451,12 +486,26 @@ class Connection(asyncio.Protocol):
 
 
 class Server:
-    """One listening socket serving a router, and its live connections."""
+    """One listening socket serving a router, and its live connections.
 
-    def __init__(self, router: Router) -> None:
+    A request head must arrive within `head_timeout_s` of the connection opening or of its
+    first byte; a connection idle between requests is closed after `keepalive_timeout_s`."""
+
+    def __init__(
+        self,
+        router: Router,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
+    ) -> None:
         self.router = router
+        self.head_timeout_s = head_timeout_s
+        self.keepalive_timeout_s = keepalive_timeout_s
+        # one timer per server rather than one per request
+        self.tick = min(1.0, max(0.01, min(head_timeout_s, keepalive_timeout_s) / 4))
         self._connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweeps = 0
         self.host = ""
         self.port = 0
 
@@ -464,6 +513,14 @@ class Server:
         conn = Connection(self.router, self._connections.discard)
         self._connections.add(conn)
         return conn
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self._connections):
+            conn.sweep(now, self.head_timeout_s, self.keepalive_timeout_s)
+        self.sweeps += 1
+        self._sweeper = loop.call_later(self.tick, self._sweep)
 
     async def start(self, host: str, port: int, fallback: bool = True) -> None:
         """Listen on host:port; with `fallback`, on a free port if that one is taken."""
@@ -479,8 +536,12 @@ class Server:
             self._server = await loop.create_server(self._connection, host, 0)
         name = self._server.sockets[0].getsockname()
         self.host, self.port = str(name[0]), int(name[1])
+        self._sweeper = loop.call_later(self.tick, self._sweep)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
         for conn in list(self._connections):

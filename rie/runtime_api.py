@@ -334,6 +334,7 @@ async def bind(
     routes = router(env)
     for mount in mounts:
         mount(env, routes)
-    endpoint = RuntimeEndpoint(routes)
+    config = env.config
+    endpoint = RuntimeEndpoint(routes, config.request_head_timeout_s, config.keepalive_timeout_s)
     await endpoint.start(host, port)
     return endpoint

@@ -4,13 +4,16 @@ or take the endpoint down: real rie, real runtimes, real sockets."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import RieProcess
-from tests.rie.conftest import BASE, good_invoke, scripted
+from tests.helpers import RieProcess, rie
+from tests.rie.conftest import BASE, HANDLERS, curl_sh, good_invoke, ric, scripted, wait_until
 
 
 def assert_refused_or_failed(r: RieProcess, headers: dict[str, str]) -> None:
@@ -79,3 +82,57 @@ def test_bad_content_length_or_two_framings_get_400_and_a_closed_connection(
     assert json.loads(body)["errorType"] == "BadRequest"
     good_invoke(r, timeout=10)
     assert "Fatal error" not in r.output() and "Traceback" not in r.output()
+
+
+LIMITS = ("--keepalive-timeout", "0.3", "--request-head-timeout", "0.5", "--log-level", "debug")
+
+
+def runtime_with_tiny_limits(kind: str) -> RieProcess:
+    if kind == "ours":
+        return rie("--task-root", str(HANDLERS), "--handler", "waits.until_file", *LIMITS)
+    if kind == "awslambdaric":
+        return ric("waits.until_file", *LIMITS)
+    return curl_sh(*LIMITS)
+
+
+def idle_closes(r: RieProcess) -> int:
+    return len(re.findall("closing a keep-alive connection idle", r.output()))
+
+
+@pytest.mark.parametrize("kind", ["ours", "awslambdaric", "sh+curl"])
+def test_runtimes_recover_when_their_idle_connection_is_closed(kind: str, tmp_path: Path) -> None:
+    with runtime_with_tiny_limits(kind) as r:
+        if kind == "sh+curl":
+            # curl opens a connection per call and closes it itself: nothing is ever idle, and
+            # short limits must not get in its way
+            for n in range(3):
+                reply = r.invoke({"n": n}, timeout=10)
+                assert reply.status == 200 and reply.json() == {"n": n}, reply.body
+            return
+        for n in range(2):
+            flag = tmp_path / f"flag{n}"
+            seen = idle_closes(r)
+            with ThreadPoolExecutor(1) as pool:
+                # the handler runs until the flag exists: meanwhile the runtime's connection
+                # has nothing in flight and is closed as idle
+                pending = pool.submit(r.invoke, {"path": str(flag)}, timeout=30)
+                wait_until(lambda s=seen: idle_closes(r) > s, what="an idle close")
+                flag.touch()
+                reply = pending.result()
+            assert reply.status == 200, reply.body
+            assert reply.header("X-Amz-Function-Error") is None, reply.body
+            assert reply.json() == {"seen": True}
+
+
+def test_a_slow_request_head_gets_408_and_the_runtime_is_unharmed() -> None:
+    with scripted(*LIMITS) as r:
+        env = r.invoke({"do": [{"post": "response", "env": True}]}).json()
+        assert isinstance(env, dict)
+        host, _, port = env["AWS_LAMBDA_RUNTIME_API"].rpartition(":")
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10) as s:
+            s.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX-Slow: ")
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+        assert out.startswith(b"HTTP/1.1 408 "), out[:200]
+        good_invoke(r, timeout=10)

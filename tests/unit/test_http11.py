@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 
@@ -59,14 +61,14 @@ class Parked:
 
 
 class Running:
-    def __init__(self) -> None:
+    def __init__(self, **limits: float) -> None:
         self.loop = asyncio.new_event_loop()
         self.echo = Echo()
         self.parked = Parked()
         router = Router()
         router.add("/park", self.parked)
         router.add_prefix("/echo/", self.echo)
-        self.server = Server(router)
+        self.server = Server(router, **limits)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.call(self.server.start("127.0.0.1", 0))
@@ -253,3 +255,71 @@ def test_bad_body_framing_gets_400_json_and_the_connection_closes(
     assert status == 400 and headers["connection"] == "close"
     assert json.loads(body)["errorType"] == "BadRequest"
     assert closed(s)
+
+
+@pytest.fixture
+def quick() -> Iterator[Running]:
+    """A server with tiny time limits."""
+    r = Running(head_timeout_s=0.3, keepalive_timeout_s=0.3)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def wait_sweeps(srv: Running, n: int) -> None:
+    start = srv.server.sweeps
+    for _ in range(2000):
+        if srv.server.sweeps >= start + n:
+            return
+        threading.Event().wait(0.005)
+    raise AssertionError("the server stopped sweeping")
+
+
+def test_a_head_trickled_byte_by_byte_gets_408_once_its_time_is_up(quick: Running) -> None:
+    s, buf = connect(quick), bytearray()
+    started = time.monotonic()
+    for byte in b"GET /park HTTP/1.1\r\nX-Slow: " + b"a" * 2000:
+        try:
+            s.sendall(bytes([byte]))
+        except OSError:
+            break
+        if select.select([s], [], [], 0.02)[0]:
+            break  # answered
+    status, headers, body = read_answer(s, buf)
+    assert status == 408 and headers["connection"] == "close"
+    assert json.loads(body)["errorType"] == "RequestTimeout"
+    assert time.monotonic() - started >= 0.3
+    assert closed(s)
+
+
+def test_a_connection_that_never_speaks_is_closed(quick: Running) -> None:
+    s = connect(quick)
+    assert closed(s)  # blocks until the server closes it (or the socket's 10 s timeout)
+
+
+def test_an_idle_keep_alive_connection_is_closed_quietly(quick: Running) -> None:
+    s, buf = connect(quick), bytearray()
+    s.sendall(b"POST /echo/a HTTP/1.1\r\nContent-Length: 1\r\n\r\n1")
+    assert read_answer(s, buf)[0] == 200
+    started = time.monotonic()
+    assert s.recv(1) == b""  # closed, with no answer to nothing
+    assert time.monotonic() - started >= 0.3 - 0.05
+
+
+def test_a_parked_request_is_never_cut(quick: Running) -> None:
+    s, buf = connect(quick), bytearray()
+    s.sendall(b"GET /park HTTP/1.1\r\n\r\n")
+    assert quick.parked.changed.wait(10)
+    wait_sweeps(quick, int(3 * 0.3 / quick.server.tick) + 2)  # well past both limits
+    conn = quick.parked.waiting[0]
+    quick.soon(lambda: conn.send(200, b"at last"))
+    assert read_answer(s, buf)[2] == b"at last"
+
+
+def test_a_body_arriving_slowly_is_not_cut(quick: Running) -> None:
+    s, buf = connect(quick), bytearray()
+    s.sendall(b"POST /echo/a HTTP/1.1\r\nContent-Length: 2\r\n\r\n1")
+    wait_sweeps(quick, int(3 * 0.3 / quick.server.tick) + 2)
+    s.sendall(b"2")
+    assert read_answer(s, buf)[0] == 200
