@@ -538,6 +538,11 @@ class Server:
         self.host, self.port = str(name[0]), int(name[1])
         self._sweeper = loop.call_later(self.tick, self._sweep)
 
+    @property
+    def address(self) -> str:
+        """host:port as bound, as a URL authority (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()

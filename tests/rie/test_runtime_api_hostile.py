@@ -89,9 +89,9 @@ LIMITS = ("--keepalive-timeout", "0.3", "--request-head-timeout", "0.5", "--log-
 
 def runtime_with_tiny_limits(kind: str) -> RieProcess:
     if kind == "ours":
-        return rie("--task-root", str(HANDLERS), "--handler", "waits.until_file", *LIMITS)
+        return rie("--task-root", str(HANDLERS), "--handler", "probes.until_file", *LIMITS)
     if kind == "awslambdaric":
-        return ric("waits.until_file", *LIMITS)
+        return ric("probes.until_file", *LIMITS)
     return curl_sh(*LIMITS)
 
 
@@ -136,3 +136,33 @@ def test_a_slow_request_head_gets_408_and_the_runtime_is_unharmed() -> None:
                 out += chunk
         assert out.startswith(b"HTTP/1.1 408 "), out[:200]
         good_invoke(r, timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["ours", "awslambdaric", "sh+curl"])
+@pytest.mark.parametrize(("flag", "host"), [("127.0.0.2:0", "127.0.0.2"), ("[::1]:0", "[::1]")])
+def test_any_loopback_runtime_api_address_reaches_the_runtime(
+    kind: str, flag: str, host: str
+) -> None:
+    flags = ("--runtime-api-address", flag)
+    if kind == "ours":
+        r = rie("--task-root", str(HANDLERS), "--handler", "probes.runtime_api", *flags)
+    elif kind == "awslambdaric":
+        r = ric("probes.runtime_api", *flags)
+    else:
+        r = curl_sh(*flags)
+    with r:
+        reply = r.invoke({"mode": "env"} if kind == "sh+curl" else {}, timeout=15)
+        assert reply.status == 200 and reply.header("X-Amz-Function-Error") is None, reply.body
+        if kind == "sh+curl":
+            lines = str(reply.json()).splitlines()
+            api = next(
+                v
+                for k, _, v in (ln.partition("=") for ln in lines)
+                if k == "AWS_LAMBDA_RUNTIME_API"
+            )
+        else:
+            api = reply.json()["api"]  # type: ignore[index]
+        told_host, _, port = api.rpartition(":")
+        assert told_host == host and int(port) > 0, api
+        again = r.invoke({"mode": "env"} if kind == "sh+curl" else {}, timeout=15)
+        assert again.status == 200 and again.header("X-Amz-Function-Error") is None, again.body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,27 @@ def test_time_limits_default_and_flags(base: list[str]) -> None:
 def test_time_limits_must_be_positive(base: list[str], flag: str, value: str) -> None:
     with pytest.raises(ConfigError, match=flag):
         load([flag, value, *base], {})
+
+
+@pytest.mark.parametrize(
+    ("flag", "host", "port"),
+    [("127.0.0.2:9100", "127.0.0.2", 9100), ("[::1]:0", "::1", 0), ("localhost:0", "127.0.0.1", 0)],
+)
+def test_any_loopback_runtime_api_address_is_kept(
+    base: list[str], flag: str, host: str, port: int
+) -> None:
+    c = load(["--runtime-api-address", flag, *base], {})
+    assert (c.runtime_api_address.host, c.runtime_api_address.port) == (host, port)
+    assert not c.warnings
+
+
+def test_a_loopback_address_this_machine_cannot_listen_on_is_refused(
+    base: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoIPv6(socket.socket):
+        def bind(self, address: object) -> None:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+
+    monkeypatch.setattr(socket, "socket", NoIPv6)
+    with pytest.raises(ConfigError, match=r"--runtime-api-address: cannot listen on ::1"):
+        load(["--runtime-api-address", "[::1]:9001", *base], {})
