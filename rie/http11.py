@@ -313,8 +313,12 @@ class Connection(asyncio.Protocol):
             error = RouteNotFound()
         else:
             error = route.check(self, req)
-            if error is None and req.length is not None and req.length > req.limit:
-                error = route.too_large(req, req.limit)
+            # a sink may hold the body to less than the request's own limit (a stream going to
+            # a buffered caller): a declared length over either is refused before any of it
+            # is read, and without a `100 Continue` first
+            limit = req.limit if req.sink is None else min(req.limit, req.sink.limit)
+            if error is None and req.length is not None and req.length > limit:
+                error = route.too_large(req, limit)
         if error is not None:
             self._refuse(req, error)
             if self._closing:

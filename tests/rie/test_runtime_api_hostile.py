@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import RieProcess, rie
-from tests.rie.conftest import BASE, HANDLERS, curl_sh, good_invoke, ric, scripted, wait_until
+from tests.rie.conftest import BASE, FIX, HANDLERS, curl_sh, good_invoke, ric, scripted, wait_until
 
 
 def assert_refused_or_failed(r: RieProcess, headers: dict[str, str]) -> None:
@@ -166,3 +167,17 @@ def test_any_loopback_runtime_api_address_reaches_the_runtime(
         assert told_host == host and int(port) > 0, api
         again = r.invoke({"mode": "env"} if kind == "sh+curl" else {}, timeout=15)
         assert again.status == 200 and again.header("X-Amz-Function-Error") is None, again.body
+
+
+def test_expect_100_continue_gets_the_final_status_when_it_is_already_known() -> None:
+    with rie("--timeout", "10", "--", sys.executable, str(FIX / "expect_runtime.py")) as r:
+        reply = r.invoke({}, timeout=20)
+        assert reply.json()["errorType"] == "Function.ResponseSizeTooLarge", reply.body  # type: ignore[index]
+        r.wait_for(r"^expect finished: ")
+        seen = dict(re.findall(r"^expect ([\w-]+): (.*)$", r.output(), re.M))
+        assert seen == {
+            "unknown-id": "HTTP/1.1 400 Bad Request",
+            "small": "HTTP/1.1 100 Continue",
+            "stream-too-large": "HTTP/1.1 413 Request Entity Too Large",
+            "finished": "HTTP/1.1 403 Forbidden",
+        }, seen

@@ -323,3 +323,48 @@ def test_a_body_arriving_slowly_is_not_cut(quick: Running) -> None:
     wait_sweeps(quick, int(3 * 0.3 / quick.server.tick) + 2)
     s.sendall(b"2")
     assert read_answer(s, buf)[0] == 200
+
+
+class SmallSink:
+    limit = 10
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def add(self, data: bytes) -> None:
+        self.data += data
+
+    def cut_short(self) -> None:
+        pass
+
+
+class Sunk(Echo):
+    """Passes the body to a sink whose limit is below the request's own."""
+
+    def check(self, conn: Connection, req: Request) -> RieError | None:
+        req.limit = 1000
+        req.sink = SmallSink()
+        return None
+
+
+@pytest.mark.parametrize(
+    ("path", "length", "status"),
+    [
+        ("/echo/a", 500, 413),  # over the route's limit
+        ("/sunk", 500, 413),  # under the request's limit, over its sink's
+        ("/echo/a", 5, 100),
+        ("/sunk", 5, 100),
+        ("/nowhere", 5, 404),
+    ],
+)
+def test_expect_100_continue_gets_the_final_status_when_it_is_already_known(
+    srv: Running, path: str, length: int, status: int
+) -> None:
+    srv.server.router.add("/sunk", Sunk())
+    s, buf = connect(srv), bytearray()
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nContent-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+    )
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    assert int(buf.split(b" ")[1]) == status, bytes(buf)
