@@ -30,6 +30,7 @@ log = logging.getLogger("rie")
 HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT_S = 10.0
 KEEPALIVE_TIMEOUT_S = 75.0
+LINGER_S = 2.0  # how long a closing connection drops what the client still sends
 DEFAULT_BODY_LIMIT = 6 * 1024 * 1024 + 100
 # a refused body is read and dropped (so the client can finish sending and read the answer) up to
 # this size; past it the connection is closed instead
@@ -193,11 +194,15 @@ class Connection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # answered and closing: dropped (see _close)
         self._buf += data
         self._advance()
 
     def eof_received(self) -> bool:
         self._eof = True
+        if self._closing:
+            return False  # the client is done too: close now
         if self._parked is not None:
             # a client that hangs up while its request waits for an answer is gone (a closed
             # socket and a half-closed one look alike from here): it must not be answered
@@ -484,9 +489,19 @@ class Connection(asyncio.Protocol):
             self._transport.write(data)
 
     def _close(self) -> None:
+        """Close after the last answer. The write half goes first and what the client still
+        sends is read and dropped for a moment: closing a socket with unread input sends a
+        reset, which can destroy the answer before the client has read it."""
         self._closing = True
-        if self._transport is not None:
-            self._transport.close()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._eof or not transport.can_write_eof():
+            transport.close()
+            return
+        self._buf.clear()
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
 
 class Server:

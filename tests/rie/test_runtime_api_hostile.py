@@ -4,6 +4,7 @@ or take the endpoint down: real rie, real runtimes, real sockets."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import sys
@@ -15,6 +16,7 @@ import pytest
 
 from tests.helpers import RieProcess, rie
 from tests.rie.conftest import BASE, FIX, HANDLERS, curl_sh, good_invoke, ric, scripted, wait_until
+from tests.unit import test_runtime_api_fuzz as fuzz
 
 
 def assert_refused_or_failed(r: RieProcess, headers: dict[str, str]) -> None:
@@ -181,3 +183,30 @@ def test_expect_100_continue_gets_the_final_status_when_it_is_already_known() ->
             "stream-too-large": "HTTP/1.1 413 Request Entity Too Large",
             "finished": "HTTP/1.1 403 Forbidden",
         }, seen
+
+
+def test_fuzzed_requests_never_take_a_real_endpoint_down(
+    api: tuple[RieProcess, tuple[str, int]],
+) -> None:
+    # the in-process fuzz (tests/unit/test_runtime_api_fuzz.py) goes deeper; this one runs the
+    # same mutations against a real rie with a real runtime waiting in `next`
+    r, address = api
+    rng = random.Random(fuzz.SEED)
+    for _batch in range(3):
+        for _ in range(20):
+            data = fuzz.mutate(rng, rng.choice(fuzz.templates("not-live")), "not-live")
+            with socket.create_connection(address, timeout=10) as s:
+                try:
+                    s.sendall(data)
+                    s.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                out = b""
+                try:
+                    while chunk := s.recv(65536):
+                        out += chunk
+                except ConnectionResetError:
+                    pass
+            fuzz.check_answers(out, data)
+        good_invoke(r, timeout=10)
+    assert "Traceback" not in r.output() and "Fatal error" not in r.output()
