@@ -175,6 +175,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, router: Router, on_lost: Callable[[Connection], None]) -> None:
         self._router = router
+        self._exact = router._exact
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
@@ -187,6 +188,7 @@ class Connection(asyncio.Protocol):
         self._closing = False
         self._requests = 0  # heads parsed so far: the sweep tells a new wait from an old one
         self._quiet: tuple[int, bool, float] | None = None  # (requests, head begun, since)
+        self.context: object = None  # whatever a route keeps for the life of the connection
 
     # --- asyncio.Protocol ------------------------------------------------------------------
 
@@ -237,11 +239,12 @@ class Connection(asyncio.Protocol):
         self,
         status: int,
         body: bytes,
-        content_type: str = "application/json",
+        content_type: str | None = "application/json",
         close: bool = False,
         headers: str = "",
     ) -> None:
-        """Answer the current (or parked) request; `headers` holds more `Name: value\\r\\n` lines.
+        """Answer the current (or parked) request; `headers` holds more `Name: value\\r\\n` lines
+        (and the Content-Type line when `content_type` is None).
 
         The answer is rendered before anything changes: if it cannot be (a header value that is
         not Latin-1 raises UnicodeEncodeError), the connection is as it was and may still be
@@ -249,8 +252,10 @@ class Connection(asyncio.Protocol):
         parked = self._parked
         if parked is not None and not parked.keep_alive:
             close = True
+        # content_type None: the Content-Type line is among `headers`
+        ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
         head = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: {content_type}\r\n"
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{ct}"
             f"Content-Length: {len(body)}\r\n{headers}"
         )
         if close:
@@ -312,7 +317,10 @@ class Connection(asyncio.Protocol):
     def _begin(self, req: Request) -> bool:
         """Route and check a request from its head; False when the connection had to be closed."""
         self._requests += 1
-        route = req.route = self._router.find(req.path)
+        route = self._exact.get(req.path)  # Router.find, inlined: once per request
+        if route is None:
+            route = self._router.find(req.path)
+        req.route = route
         error: RieError | None
         if route is None:
             error = RouteNotFound()
@@ -366,20 +374,22 @@ class Connection(asyncio.Protocol):
             if not req.keep_alive:
                 self._close()
         else:
-            self._handle(req)
+            route = req.route
+            assert route is not None
+            try:
+                route.handle(self, req)
+            except RieError as error:
+                self.send_error(req, error)
+            except Exception:
+                self._failed(req)
         return True
 
-    def _handle(self, req: Request) -> None:
-        route = req.route
-        assert route is not None
-        try:
-            route.handle(self, req)
-        except RieError as error:
-            self.send_error(req, error)
-        except Exception:
-            log.exception("unexpected failure answering %s %s", req.method, req.path)
-            self._unpark_gone()
-            self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
+    def _failed(self, req: Request) -> None:
+        """A route raised something unexpected: 500 (a container error), and the connection
+        closes."""
+        log.exception("unexpected failure answering %s %s", req.method, req.path)
+        self._unpark_gone()
+        self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
 
     def _read_chunked(self, req: Request) -> bool:
         buf = self._buf

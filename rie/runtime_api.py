@@ -106,21 +106,24 @@ class NextRoute(_Route):
         return None if req.method == "GET" else _not_allowed(req.method)
 
     def handle(self, conn: Connection, req: Request) -> None:
-        delivery = _Delivery(conn, self.env)
-        conn.park(req, delivery.gone)
+        delivery = conn.context
+        if not isinstance(delivery, _Delivery):  # made once per connection, not per `next`
+            delivery = conn.context = _Delivery(conn, self.env)
+        conn.park(req, delivery.on_gone)
         inv = self.env.request_next(delivery)
         if inv is not None:
             delivery(inv)
 
 
 class _Delivery:
-    """Hands one invocation to the runtime waiting in `next` on one connection."""
+    """Hands an invocation to the runtime waiting in `next` on one connection."""
 
-    __slots__ = ("conn", "env")
+    __slots__ = ("conn", "env", "on_gone")
 
     def __init__(self, conn: Connection, env: Environment) -> None:
         self.conn = conn
         self.env = env
+        self.on_gone = self.gone
 
     def gone(self) -> None:
         # a runtime that hung up while waiting in `next` must not be handed an invocation
@@ -131,16 +134,23 @@ class _Delivery:
             r = inv.request
             headers = (
                 f"{H_REQUEST_ID}: {inv.request_id}\r\n{H_DEADLINE}: {inv.deadline_ms}\r\n"
-                f"{H_ARN}: {r.invoked_function_arn}\r\n{H_TRACE}: {_safe(r.trace_id)}\r\n"
+                f"{H_ARN}: {r.invoked_function_arn}\r\n{H_TRACE}: {r.trace_id}\r\n"
+                f"Content-Type: {r.content_type}\r\n"
             )
+            lines = 5
             if r.client_context is not None:
-                headers += f"{H_CLIENT_CONTEXT}: {_safe(r.client_context)}\r\n"
+                headers += f"{H_CLIENT_CONTEXT}: {r.client_context}\r\n"
+                lines += 1
             if r.cognito_identity is not None:
-                headers += f"{H_COGNITO}: {_safe(r.cognito_identity)}\r\n"
+                headers += f"{H_COGNITO}: {r.cognito_identity}\r\n"
+                lines += 1
             if r.tenant_id is not None:
-                headers += f"{H_TENANT}: {_safe(r.tenant_id)}\r\n"
+                headers += f"{H_TENANT}: {r.tenant_id}\r\n"
+                lines += 1
+            if headers.count("\n") != lines or headers.count("\r") != lines:
+                raise ValueError("a header value holds a line break")
             # rendered in full before anything is written: a failure leaves `next` unanswered
-            self.conn.send(200, r.payload, _safe(r.content_type), headers=headers)
+            self.conn.send(200, r.payload, None, headers=headers)
         except Exception as exc:
             self._hand_over_failed(inv, exc)
 
@@ -154,13 +164,6 @@ class _Delivery:
             following = self.env.request_next(self)
             if following is not None:
                 self(following)
-
-
-def _safe(value: str) -> str:
-    """A header value as it may go on the wire; anything else is refused (ValueError)."""
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"a header value holds a line break: {value[:80]!r}")
-    return value
 
 
 class PingRoute(_Route):
@@ -216,34 +219,31 @@ class InvocationRoute(_Route):
         return None
 
     def handle(self, conn: Connection, req: Request) -> None:
+        request_id, _, action = req.path[len(PATH_INVOCATION) :].partition("/")
         try:
-            self._take_answer(req)
+            if req.sink is not None:
+                _end_stream(req, cast(_StreamCollector, req.sink))
+            elif action == "response":
+                self.env.lookup(request_id, State.RESPONDED).respond(bytes(req.body))
+            else:
+                error_type = sanitize_error_type(req.headers.get(H_ERROR_TYPE))
+                inv = self.env.lookup(request_id, State.ERRORED)
+                inv.error(
+                    shape_error_body(bytes(req.body), req.headers.get("content-type"), error_type),
+                    error_type,
+                )
         except RieError:
             raise
         except Exception as exc:
             # the runtime's answer is lost: its invocation ends now rather than at its timeout;
             # the runtime gets 500 (a container error: it is expected to exit, which resets the
             # environment) from http11
-            request_id = req.path[len(PATH_INVOCATION) :].partition("/")[0]
-            inv = self.env.running.get(request_id)
-            if inv is not None and not inv.final:
-                inv.fail(HAND_OVER_ERROR, f"the runtime's answer could not be taken: {exc!r}")
+            running = self.env.running.get(request_id)
+            if running is not None and not running.final:
+                message = f"the runtime's answer could not be taken: {exc!r}"
+                running.fail(HAND_OVER_ERROR, message)
             raise
         conn.send(202, _ACCEPTED, close=not req.keep_alive)
-
-    def _take_answer(self, req: Request) -> None:
-        request_id, _, action = req.path[len(PATH_INVOCATION) :].partition("/")
-        if req.sink is not None:
-            _end_stream(req, cast(_StreamCollector, req.sink))
-        elif action == "response":
-            self.env.lookup(request_id, State.RESPONDED).respond(bytes(req.body))
-        else:
-            error_type = sanitize_error_type(req.headers.get(H_ERROR_TYPE))
-            inv = self.env.lookup(request_id, State.ERRORED)
-            inv.error(
-                shape_error_body(bytes(req.body), req.headers.get("content-type"), error_type),
-                error_type,
-            )
 
     def too_large(self, req: Request, limit: int) -> RieError:
         """A response over the limit: the caller gets Function.ResponseSizeTooLarge at once."""
