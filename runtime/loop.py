@@ -223,7 +223,16 @@ class Runtime:
         self._preloaded = True
         import _thread
 
-        _thread.start_new_thread(_preload, (self._async_handler,))
+        # The thread inherits this mask, so it blocks SIGTERM and SIGINT from its first
+        # instruction: were one delivered to it before it could block them itself, the main
+        # thread would stay in `next`'s recv and never run the handler. Here, a signal that
+        # comes meanwhile waits, then goes to the main thread.
+        signals = {_signal.SIGTERM, _signal.SIGINT}
+        previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
+        try:
+            _thread.start_new_thread(_preload, (self._async_handler,))
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
     def invoke(self, handler: Handler, event: Response) -> None:
         headers = event.headers
