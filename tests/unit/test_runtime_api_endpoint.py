@@ -10,6 +10,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from rie import runtime_api
 from rie.config import Config
 from rie.environment import Environment, EnvState
@@ -113,6 +115,34 @@ def test_a_cold_runtime_never_spins_on_an_invocation_it_cannot_be_given() -> Non
         assert (await read_answer(reader))[0] == 202
         # nothing more queued: the runtime waits, it is not answered
         await until(lambda: env._waiters)
+        writer.close()
+
+    run(test)
+
+
+def test_an_answer_that_cannot_be_taken_ends_its_invocation_and_the_runtime_gets_500(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(body: bytes, content_type: str | None, error_type: str) -> bytes:
+        raise RuntimeError("cannot shape this")
+
+    monkeypatch.setattr(runtime_api, "shape_error_body", broken)
+
+    async def test(env: Environment, port: int) -> None:
+        inv = invocation("doomed")
+        env.assign(inv, lambda i: None)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(NEXT)
+        assert (await read_answer(reader))[0] == 200
+        writer.write(
+            b"POST /2018-06-01/runtime/invocation/doomed/error HTTP/1.1\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        status, headers, _ = await read_answer(reader)
+        assert status == 500 and headers["connection"] == "close"
+        assert inv.state is State.FAILED and inv.outcome is not None
+        assert json.loads(inv.outcome.body)["errorType"] == runtime_api.HAND_OVER_ERROR
+        assert not env.running  # nothing left waiting for a timeout
         writer.close()
 
     run(test)
