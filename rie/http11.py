@@ -431,6 +431,8 @@ class Connection(asyncio.Protocol):
                         self._chunk_left -= take
                     return False
                 self._take(req, bytes(buf[: self._chunk_left]))
+                if self._closing:
+                    return False
                 if buf[self._chunk_left : self._chunk_left + 2] != b"\r\n":
                     raise BadRequest("malformed chunk")
                 del buf[: self._chunk_left + 2]
@@ -495,13 +497,16 @@ class Connection(asyncio.Protocol):
     # --- writing ---------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self._transport is not None and not self._transport.is_closing():
+        # nothing after the last answer: its write half may be shut already (see _close)
+        if not self._closing and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
 
     def _close(self) -> None:
         """Close after the last answer. The write half goes first and what the client still
         sends is read and dropped for a moment: closing a socket with unread input sends a
         reset, which can destroy the answer before the client has read it."""
+        if self._closing:
+            return
         self._closing = True
         transport = self._transport
         if transport is None or transport.is_closing():

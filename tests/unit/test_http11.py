@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import select
 import socket
@@ -13,6 +14,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from rie import http11
 from rie.errors import RequestEntityTooLarge, RieError, RouteMethodNotAllowed
 from rie.http11 import Connection, Request, Router, Server
 
@@ -368,3 +370,21 @@ def test_expect_100_continue_gets_the_final_status_when_it_is_already_known(
     while b"\r\n\r\n" not in buf:
         buf += s.recv(65536)
     assert int(buf.split(b" ")[1]) == status, bytes(buf)
+
+
+def test_a_refused_body_past_the_discard_limit_closes_the_connection_cleanly(
+    srv: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http11, "DISCARD_LIMIT", 300)
+    errors: list[object] = []
+    srv.loop.call_soon_threadsafe(
+        srv.loop.set_exception_handler, lambda _l, ctx: errors.append(ctx)
+    )
+    s, buf = connect(srv), bytearray()
+    s.sendall(b"POST /echo/big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + b"y" * 101)
+    assert read_answer(s, buf)[0] == 413  # refused; the rest is read and dropped, up to a point
+    with contextlib.suppress(OSError):  # the server may have closed already
+        s.sendall(b"\r\n12c\r\n" + b"z" * 300 + b"\r\n0\r\n\r\n")
+    assert closed(s)
+    srv.soon(lambda: None)  # the server's loop has run past it
+    assert not errors, errors
