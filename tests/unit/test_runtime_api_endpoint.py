@@ -22,12 +22,15 @@ from rie.metrics import Metrics
 NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def run(test: Callable[[Environment, int], Awaitable[None]]) -> None:
+def run(
+    test: Callable[[Environment, int], Awaitable[None]],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+
     async def main() -> None:
         config = Config(command=(sys.executable,), handler="h")
-        env = Environment(
-            1, config, {}, Sink(os.open(os.devnull, os.O_WRONLY)), Metrics(128), lambda e: None
-        )
+        env = Environment(1, config, {}, Sink(devnull), Metrics(128), lambda e: None)
         endpoint = await runtime_api.bind(env, "127.0.0.1", 0)
         env.endpoint = endpoint
         env.state = EnvState.READY  # as if its runtime had started: the test is the runtime
@@ -36,7 +39,11 @@ def run(test: Callable[[Environment, int], Awaitable[None]]) -> None:
         finally:
             await env.retire()
 
-    asyncio.run(main())
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(main())
+    finally:
+        os.close(devnull)
 
 
 async def until(pred: Callable[[], object]) -> None:

@@ -16,6 +16,9 @@ import os
 import random
 import time
 
+import pytest
+import uvloop
+
 from rie.environment import Environment
 from rie.invocation import Invocation, Request, State
 from tests.unit.test_runtime_api_endpoint import NEXT, read_answer, run
@@ -167,7 +170,9 @@ class Failures(logging.Handler):
         self.records.append(record)
 
 
-def test_fuzzed_requests_get_well_formed_answers_and_the_endpoint_keeps_working() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_fuzzed_requests_get_well_formed_answers_and_the_endpoint_keeps_working(loop: str) -> None:
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
     rng = random.Random(SEED)
     failures = Failures()
     logging.getLogger("rie").addHandler(failures)
@@ -198,7 +203,7 @@ def test_fuzzed_requests_get_well_formed_answers_and_the_endpoint_keeps_working(
             batch += 1
 
     try:
-        run(test)
+        run(test, factory)
     except AssertionError as exc:
         raise AssertionError(f"PYRIE_FUZZ_SEED={SEED}: {exc}") from exc
     finally:
