@@ -21,7 +21,15 @@ from typing import Any
 from benchmarks import harness, report
 from benchmarks.config import DEFAULT, QUICK, SIZES, SMOKE, Config
 from benchmarks.floor_server import LOOP_NAME
-from benchmarks.scenarios import cold_start, concurrency, emulator, memory, payload, runtime_client
+from benchmarks.scenarios import (
+    cold_start,
+    concurrency,
+    emulator,
+    http_front,
+    memory,
+    payload,
+    runtime_client,
+)
 
 SCENARIOS = {
     "runtime_client": runtime_client,
@@ -30,6 +38,7 @@ SCENARIOS = {
     "payload": payload,
     "memory": memory,
     "concurrency": concurrency,
+    "http_front": http_front,
 }
 
 

@@ -193,6 +193,7 @@ class Emulator:
     started_ns: int = 0
     listening_ns: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()  # more rie flags (e.g. the HTTP front's)
 
     @property
     def label(self) -> str:
@@ -227,7 +228,7 @@ class Emulator:
         ]
         if self.max_concurrency is not None:
             cmd += ["--max-concurrency", str(self.max_concurrency)]
-        return [*cmd, "--", *client_cmd]
+        return [*cmd, *self.extra_args, "--", *client_cmd]
 
     def start(self, pipe: bool = False, timeout: float = 30.0) -> Emulator:
         """Start and wait until the Invoke API listens. `pipe`: read stdout through a pipe (cold start

@@ -411,6 +411,31 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
                 ],
             )
         out.append((co["title"], [co["method"], "", *lines, *_skips(co)]))
+    hf = results.get("http_front")
+    if hf:
+        lines = _table(
+            ["front", "n", "median µs", "p99 µs", "requests/s (one at a time)", "rie CPU µs/req"],
+            [
+                [
+                    r["variant"],
+                    r["n"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["requests_per_s"],
+                    r["emulator_cpu_us_per_request"],
+                ]
+                for r in hf["rows"]
+            ],
+        )
+        lines += [
+            "",
+            *(
+                f"- {k}: **{v['median']:.2f}×** the Invoke API's round trip (per-round "
+                f"{v['min']:.2f}–{v['max']:.2f}), overhead {hf['overhead_us'][k]:+.1f} µs per request"
+                for k, v in hf["ratios"].items()
+            ),
+        ]
+        out.append((hf["title"], [hf["method"], "", *lines, *_skips(hf)]))
     return out
 
 

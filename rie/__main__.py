@@ -1,4 +1,10 @@
-"""The `rie` command: a drop-in for the official emulator's CLI."""
+"""The `rie` command: a drop-in for the official emulator's CLI, plus two subcommands.
+
+`rie event ...` (sample events) and `rie invoke ...` (a client for a running rie) are recognised
+only as the very first word, so every form of the official emulator's command line
+(`rie [flags] [--] COMMAND ARGS...`) keeps its meaning, even for a bootstrap named `event` or
+`invoke` given after flags or `--`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 import os
 import sys
 
-from .config import ConfigError, load
+from .config import ConfigError, load_all
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -14,24 +20,39 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
+SUBCOMMANDS = ("event", "invoke")
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in SUBCOMMANDS:
+        from . import cli  # the subcommands import neither aiohttp nor the emulator
+
+        return cli.main(args)
     try:
-        config = load(sys.argv[1:] if argv is None else argv, os.environ)
+        configs = load_all(args, os.environ)
     except ConfigError as exc:
         print(f"rie: {exc}", file=sys.stderr)
         return 2
+    if configs[0].watch:
+        from .reload import available
+
+        if not available():
+            print(
+                "rie: --watch needs watchfiles: pip install 'pyrie[watch]' (or pip install watchfiles)",
+                file=sys.stderr,
+            )
+            return 2
     logging.basicConfig(
-        level=_LEVELS[config.log_level],
+        level=_LEVELS[configs[0].log_level],
         format="%(asctime)s rie %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for warning in config.warnings:
+    for warning in dict.fromkeys(w for config in configs for w in config.warnings):
         logging.getLogger("rie").warning("%s", warning)
     from .app import run  # aiohttp is imported only once the config is known to be good
 
-    return run(config)
+    return run(configs)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Wiring, start-up and ordered shutdown of one emulator.
 
-`Server` only orchestrates: it builds the pool, the Event queue and the Invoke API, starts them in
-order, and on SIGTERM/SIGINT stops them in the reverse order, each step bounded in time, so that
-every accepted invocation is answered and no runtime process outlives the emulator.
+`Server` only orchestrates: it builds one `Function` (pool and Event queue) per config and the
+Invoke API in front of them, starts them in order, and on SIGTERM/SIGINT stops them in the reverse
+order, each step bounded in time, so that every accepted invocation of every function is answered
+and no runtime process outlives the emulator. Settings of the emulator itself (addresses, log
+level, shutdown grace) are the first config's.
 """
 
 from __future__ import annotations
@@ -12,28 +14,42 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from . import logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
+from .functions import Function, Functions
 from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
-from .metrics import Metrics
-from .pool import EventQueue, Pool
 from .supervisor import MemoryCgroup
 
 log = logging.getLogger("rie")
 
 
 class Server:
-    def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
-        self.config = config
+    def __init__(self, configs: Config | Sequence[Config], environ: Mapping[str, str]) -> None:
+        configs = [configs] if isinstance(configs, Config) else list(configs)
+        self.config = configs[0]
         self.sink = logs.Sink()
-        self.metrics = Metrics(config.memory_mb)
-        self.pool = Pool(config, dict(environ), self.sink, self.metrics, self._bind_endpoint)
-        self.events = EventQueue(self.pool, config, self.metrics, self.sink)
+        several = len(configs) > 1
+        self.functions = Functions(
+            [
+                Function(
+                    config,
+                    environ,
+                    self.sink,
+                    self._bind_endpoint,
+                    log_prefix=f"[{config.function_name}] " if several else "",
+                )
+                for config in configs
+            ]
+        )
         self._runner: Runner | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
+        self._http_runner: Runner | None = None
+        self.http_port = 0
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -47,47 +63,100 @@ class Server:
         return await runtime_api.bind(env, self.config.runtime_api_address.host, port)
 
     async def start(self) -> None:
-        await self.pool.start()  # provisioned environments are ready before the first caller
-        self.events.start()
-        app = build_app(Services(self.config, self.pool, self.events, self.metrics))
+        # provisioned environments of every function are ready before the first caller
+        await asyncio.gather(*(fn.start() for fn in self.functions))
+        if any(fn.config.watch for fn in self.functions):
+            from . import reload  # watchfiles only with --watch
+
+            self._watching = asyncio.ensure_future(
+                reload.watch(self.functions.all, self._stop_watching)
+            )
+        app = build_app(Services(self.functions))
         addr = self.config.invoke_address
-        self._runner, self.invoke_port = await listen(app, addr.host, addr.port, fallback=False)
+        self._runner, self.invoke_port = await listen(
+            app,
+            addr.host,
+            addr.port,
+            fallback=False,
+            head_timeout_s=self.config.request_head_timeout_s,
+            keepalive_timeout_s=self.config.keepalive_timeout_s,
+        )
         print(
             f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if self.config.http_address is not None:
+            await self._start_http(self.config.http_address.host, self.config.http_address.port)
+
+    async def _start_http(self, host: str, port: int) -> None:
+        from .http_front import HttpFront  # only when the front is asked for
+
+        # every function is a target (routes pick one); each counts its own answers, and those
+        # that match no route are counted with the first function's
+        functions = self.functions.all
+        front = HttpFront(functions, functions[0].metrics)
+        try:
+            self._http_runner, self.http_port = await listen(
+                front.build_app(),
+                host,
+                port,
+                fallback=False,
+                head_timeout_s=self.config.request_head_timeout_s,
+                keepalive_timeout_s=self.config.keepalive_timeout_s,
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
+            ) from exc
+        print(
+            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
             file=sys.stderr,
             flush=True,
         )
 
     async def stop(self) -> None:
         grace = self.config.shutdown_timeout_s
-        # 1. stop accepting invocations: new connections are refused from here on
-        if self._runner is not None:
-            for site in list(self._runner.sites):
-                await site.stop()
+        # 1. stop accepting invocations: new connections are refused from here on; stop watching
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
+        if self._watching is not None:
+            self._stop_watching.set()
+            try:
+                await asyncio.wait_for(self._watching, 2.0)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+            except Exception as exc:  # the watcher's failure must not stop the shutdown
+                log.warning("file watcher: %s", exc)
         # 2. Event invocations still waiting are written out; running ones get the grace period
-        await self.events.close(grace)
+        await asyncio.gather(*(fn.events.close(grace) for fn in self.functions))
         # 3. in-flight invocations get the grace period; then every runtime process group is
         #    terminated, then killed, and whatever was still running is answered with the error
-        await self.pool.close(grace)
+        await asyncio.gather(*(fn.pool.close(grace) for fn in self.functions))
         # 4. answers are out: close the callers' connections
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._runner, self._http_runner):
+            if runner is not None:
+                await runner.cleanup()
         # 5. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=1.0)
         self.sink.flush()
-        print(self.metrics.summary(), file=sys.stderr, flush=True)
+        several = len(self.functions) > 1
+        for fn in self.functions:
+            print(fn.metrics.summary(fn.name if several else ""), file=sys.stderr, flush=True)
 
 
-async def serve(config: Config, environ: Mapping[str, str]) -> int:
+async def serve(configs: Config | Sequence[Config], environ: Mapping[str, str]) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = Server(config, environ)
+    server = Server(configs, environ)
     try:
         await server.start()
     except OSError as exc:
-        log.error("cannot listen on %s: %s", config.invoke_address, exc.strerror or exc)
+        log.error("cannot listen on %s: %s", server.config.invoke_address, exc.strerror or exc)
         await server.stop()
         return 1
     await stopping.wait()
@@ -96,10 +165,10 @@ async def serve(config: Config, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def run(config: Config, environ: Mapping[str, str] | None = None) -> int:
+def run(configs: Config | Sequence[Config], environ: Mapping[str, str] | None = None) -> int:
     environ = os.environ if environ is None else environ
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(config, environ))
-    return uvloop.run(serve(config, environ))
+        return asyncio.run(serve(configs, environ))
+    return uvloop.run(serve(configs, environ))

@@ -15,6 +15,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+TYPE_CHECKING = False  # config is read before anything else: typing is not worth importing here
+if TYPE_CHECKING:
+    from typing import Any
+
 DEFAULT_FUNCTION_NAME = "test_function"
 DEFAULT_ACCOUNT = "012345678912"
 DEFAULT_TIMEOUT_S = 300.0  # the official emulator's default; Lambda's console default is 3 s
@@ -73,6 +77,23 @@ class Config:
     request_head_timeout_s: float = 10.0
     keepalive_timeout_s: float = 75.0
     warnings: tuple[str, ...] = ()
+    # several functions, the daily loop (rie/project.py fills these from --config / --template)
+    routes: tuple[str, ...] = ()  # "METHOD /path/{param}" routes on the HTTP front
+    layers: tuple[str, ...] = ()  # local layer directories, in order
+    runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
+    description: str = ""
+    watch: bool = False  # recycle the environments when the code changes
+    # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
+    http_address: Address | None = None
+    http_format: str = "function-url"
+    http_invoke_mode: str = "BUFFERED"
+    http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
+    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_methods: tuple[str, ...] = ()
+    cors_allow_headers: tuple[str, ...] = ()
+    cors_expose_headers: tuple[str, ...] = ()
+    cors_max_age: int = 0
+    cors_allow_credentials: bool = False
 
     @property
     def function_arn(self) -> str:
@@ -172,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rie",
         description="Run a Lambda function's bootstrap behind the Lambda Runtime API and Invoke API.",
         usage="rie [OPTIONS] [--] [COMMAND [ARGS...]]",
+        epilog="Also, as the first word only: `rie event list|NAME` prints a sample event, "
+        "`rie invoke [FUNCTION] ...` invokes a running rie (see `rie event -h`, `rie invoke -h`).",
     )
     official = p.add_argument_group("flags of the official emulator")
     official.add_argument(
@@ -260,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
     )
+    _add_http_flags(p)
     p.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -269,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-head-timeout",
         type=float,
         metavar="SECONDS",
-        help="seconds a client has to send a whole request head (default 10)",
+        help="seconds a client has to send a whole request head before the connection is closed (default 10)",
     )
     p.add_argument(
         "--keepalive-timeout",
@@ -277,8 +301,138 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds an idle keep-alive connection is kept open (default 75)",
     )
+    loop = p.add_argument_group("developing locally")
+    loop.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file of functions ([functions.NAME] tables): several functions in one rie",
+    )
+    loop.add_argument(
+        "--template",
+        metavar="FILE",
+        help="a SAM template: every AWS::Serverless::Function in it (needs PyYAML)",
+    )
+    loop.add_argument(
+        "--parameter-overrides",
+        action="append",
+        default=[],
+        metavar="'KEY=VALUE ...'",
+        help="values for the template's Parameters, as `sam local` takes them (repeatable)",
+    )
+    loop.add_argument(
+        "--zip",
+        metavar="FILE",
+        help="run a deployment package as uploaded (unpacked into a temporary task root)",
+    )
+    loop.add_argument(
+        "--watch",
+        action="store_true",
+        help="recycle a function's environments when its code changes (needs watchfiles)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
+
+
+HTTP_FORMATS = ("function-url", "http-api", "rest-api")
+INVOKE_MODES = ("BUFFERED", "RESPONSE_STREAM")
+
+
+def _add_http_flags(p: argparse.ArgumentParser) -> None:
+    http = p.add_argument_group("HTTP front (Function URL, API Gateway)")
+    http.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+    )
+    http.add_argument(
+        "--http-format",
+        choices=HTTP_FORMATS,
+        help="the integration whose events and answers to emulate (default function-url)",
+    )
+    http.add_argument(
+        "--http-invoke-mode",
+        choices=INVOKE_MODES,
+        help="the Function URL's InvokeMode (default BUFFERED)",
+    )
+    http.add_argument(
+        "--http-integration-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="API Gateway's integration timeout (default 29 for rest-api, 30 for http-api)",
+    )
+    http.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="'METHOD /path'",
+        help="e.g. 'GET /items/{id}', 'ANY /files/{path+}' (repeatable; default: every request)",
+    )
+    http.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="or * (repeatable)",
+    )
+    http.add_argument("--cors-allow-methods", metavar="LIST", help="e.g. GET,POST or *")
+    http.add_argument("--cors-allow-headers", metavar="LIST", help="e.g. content-type,x-api-key")
+    http.add_argument("--cors-expose-headers", metavar="LIST")
+    http.add_argument("--cors-max-age", type=int, metavar="SECONDS", help="0-86400 (default 0)")
+    http.add_argument("--cors-allow-credentials", action="store_true")
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
+def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
+    """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
+    address = None
+    if a.http is not None:
+        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
+        if text.startswith(":"):
+            text = "127.0.0.1" + text  # loopback unless a host is named
+        address = parse_address(text, "--http")
+    routes = tuple(a.route)
+    if routes:
+        from .http_events import parse_route  # pure and stdlib-only; loaded only when used
+
+        for route in routes:
+            try:
+                parse_route(route)
+            except ValueError as exc:
+                raise ConfigError(f"--route: {exc}") from None
+    fmt = a.http_format or "function-url"
+    if a.http_integration_timeout is not None and not 0 < a.http_integration_timeout <= 900:
+        raise ConfigError("--http-integration-timeout must be more than 0 and at most 900")
+    max_age = a.cors_max_age or 0
+    if not 0 <= max_age <= 86400:
+        raise ConfigError("--cors-max-age must be 0-86400 seconds")
+    cors_given = bool(
+        a.cors_allow_origin
+        or a.cors_allow_methods
+        or a.cors_allow_headers
+        or a.cors_expose_headers
+        or max_age
+        or a.cors_allow_credentials
+    )
+    if address is None and (routes or a.http_format or a.http_invoke_mode or cors_given):
+        warnings.append("the HTTP front's flags have no effect without --http")
+    if fmt != "function-url" and (cors_given or a.http_invoke_mode == "RESPONSE_STREAM"):
+        warnings.append("--cors-* and --http-invoke-mode apply to --http-format function-url only")
+    return {
+        "http_address": address,
+        "http_format": fmt,
+        "http_invoke_mode": a.http_invoke_mode or "BUFFERED",
+        "http_integration_timeout_s": a.http_integration_timeout,
+        "routes": routes,
+        "cors_allow_origins": tuple(o.strip() for o in a.cors_allow_origin if o.strip()),
+        "cors_allow_methods": tuple(m.upper() for m in _csv(a.cors_allow_methods)),
+        "cors_allow_headers": _csv(a.cors_allow_headers),
+        "cors_expose_headers": _csv(a.cors_expose_headers),
+        "cors_max_age": max_age,
+        "cors_allow_credentials": a.cors_allow_credentials,
+    }
 
 
 def _env_number(
@@ -308,23 +462,10 @@ def find_bootstrap(task_root: str) -> str | None:
     return None
 
 
-def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
-    a = build_parser().parse_args(list(argv))
-    warnings: list[str] = []
-    command = list(a.command)
-    if command and command[0] == "--":
-        command = command[1:]
-
-    task_root = (
-        a.task_root
-        or env.get("LAMBDA_TASK_ROOT")
-        or ("/var/task" if os.path.isdir("/var/task") else ".")
-    )
-    task_root = os.path.abspath(task_root)
-    if not os.path.isdir(task_root):
-        raise ConfigError(f"--task-root: {task_root} is not a directory")
-
-    handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
+def resolve_command(command: Sequence[str], handler: str, task_root: str) -> tuple[str, ...]:
+    """The bootstrap to run: the one given (its executable made absolute), else the task root's
+    `bootstrap` or the usual places, else with a handler this project's Python runtime."""
+    command = list(command)
     if not command:
         found = find_bootstrap(task_root)
         if found:
@@ -342,25 +483,106 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         raise ConfigError(f"bootstrap {command[0]!r} is not an executable file")
     command[0] = exe
+    return tuple(command)
+
+
+def check_function(config: Config) -> Config:
+    """The per-function limits, checked the same way whether they came from flags or a file."""
+    if not 0 < config.timeout_s <= MAX_TIMEOUT_S:
+        raise ConfigError(
+            f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, "
+            f"got {config.timeout_s:g}"
+        )
+    if not 128 <= config.memory_mb <= 10240:
+        raise ConfigError(f"memory must be 128-10240 MB, got {config.memory_mb}")
+    name = config.function_name
+    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
+        raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
+    if config.max_concurrency < 1:
+        raise ConfigError("--max-concurrency must be at least 1")
+    if config.per_env_concurrency < 1:
+        raise ConfigError("--per-environment-concurrency must be at least 1")
+    if not 0 <= config.provisioned <= config.max_concurrency:
+        raise ConfigError("--provisioned must be between 0 and --max-concurrency")
+    if not 0 <= config.event_retries <= 2:
+        raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
+    for what, value in (
+        ("--queue-timeout", config.queue_timeout_s),
+        ("--idle-timeout", config.idle_timeout_s),
+        ("--event-retry-delay", config.event_retry_delay_s),
+        ("--event-max-age", config.event_max_age_s),
+    ):
+        if value < 0:
+            raise ConfigError(f"{what} must not be negative")
+    return config
+
+
+def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
+    """The one function the command line describes (COMMAND, --handler, --task-root, --zip)."""
+    a = build_parser().parse_args(list(argv))
+    if a.config or a.template:
+        raise ConfigError("--config and --template describe several functions: use load_all")
+    return _from_args(a, env)
+
+
+def load_all(argv: Sequence[str], env: Mapping[str, str]) -> list[Config]:
+    """Every function to serve: the one of the command line, or those of --config / --template
+    (then the command line's function flags apply to each and win over the file)."""
+    a = build_parser().parse_args(list(argv))
+    if not (a.config or a.template):
+        return [_from_args(a, env)]
+    from . import project  # TOML and YAML are parsed only when a file is given
+
+    return project.load(a, _from_args(a, env, one_function=False), env)
+
+
+def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool = True) -> Config:
+    warnings: list[str] = []
+    command = list(a.command)
+    if command and command[0] == "--":
+        command = command[1:]
+
+    if a.zip:
+        if not one_function:
+            raise ConfigError("--zip with --config/--template: give `zip` per function in the file")
+        if a.task_root:
+            raise ConfigError("--zip and --task-root: give one, the zip is the task root")
+        from .package import unpack  # only with --zip
+
+        a.task_root = unpack(a.zip)
+    if not one_function:
+        for flag, value in (
+            ("a COMMAND", command),
+            ("--handler", a.handler),
+            ("--task-root", a.task_root),
+            ("--function-name", a.function_name),
+        ):
+            if value:
+                raise ConfigError(
+                    f"{flag} with --config/--template: give it per function in the file"
+                )
+    task_root = (
+        a.task_root
+        or env.get("LAMBDA_TASK_ROOT")
+        or ("/var/task" if os.path.isdir("/var/task") else ".")
+    )
+    task_root = os.path.abspath(task_root)
+    if one_function and not os.path.isdir(task_root):
+        raise ConfigError(f"--task-root: {task_root} is not a directory")
+
+    handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
+    if one_function:
+        command = list(resolve_command(command, handler, task_root))
 
     timeout = _first(
         a.timeout, _env_number(env, "AWS_LAMBDA_FUNCTION_TIMEOUT", float), DEFAULT_TIMEOUT_S
     )
-    if not 0 < timeout <= MAX_TIMEOUT_S:
-        raise ConfigError(
-            f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, got {timeout:g}"
-        )
     memory = int(
         _first(
             a.memory, _env_number(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", int), DEFAULT_MEMORY_MB
         )
     )
-    if not 128 <= memory <= 10240:
-        raise ConfigError(f"memory must be 128-10240 MB, got {memory}")
-
     name = a.function_name or env.get("AWS_LAMBDA_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME
-    if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
-        raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
 
     invoke_address = parse_address(
         a.runtime_interface_emulator_address or "127.0.0.1:8080",
@@ -393,32 +615,17 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
     max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
     per_env = int(_first(a.per_environment_concurrency, 1))
     provisioned = int(_first(a.provisioned, 0))
-    if max_conc < 1:
-        raise ConfigError("--max-concurrency must be at least 1")
-    if per_env < 1:
-        raise ConfigError("--per-environment-concurrency must be at least 1")
-    if not 0 <= provisioned <= max_conc:
-        raise ConfigError("--provisioned must be between 0 and --max-concurrency")
-    numbers = {
-        "--queue-timeout": a.queue_timeout,
-        "--idle-timeout": a.idle_timeout,
-        "--event-retry-delay": a.event_retry_delay,
-        "--event-max-age": a.event_max_age,
-        "--shutdown-timeout": a.shutdown_timeout,
-    }
-    for flag, value in numbers.items():
-        if value is not None and value < 0:
-            raise ConfigError(f"{flag} must not be negative")
     for flag, value in (
-        ("--request-head-timeout", a.request_head_timeout),
+        ("--shutdown-timeout", a.shutdown_timeout),
         ("--keepalive-timeout", a.keepalive_timeout),
     ):
-        if value is not None and not value > 0:
-            raise ConfigError(f"{flag} must be more than 0 seconds")
-    if a.event_retries is not None and not 0 <= a.event_retries <= 2:
-        raise ConfigError("--event-retries must be 0, 1 or 2 (as Lambda's MaximumRetryAttempts)")
+        if value is not None and value < 0:
+            raise ConfigError(f"{flag} must not be negative")
+    if a.request_head_timeout is not None and not a.request_head_timeout > 0:
+        raise ConfigError("--request-head-timeout must be more than 0")
 
-    return Config(
+    http = _http_settings(a, warnings)
+    config = Config(
         command=tuple(command),
         handler=handler,
         function_name=name,
@@ -445,4 +652,7 @@ def load(argv: Sequence[str], env: Mapping[str, str]) -> Config:
         request_head_timeout_s=_first(a.request_head_timeout, 10.0),
         keepalive_timeout_s=_first(a.keepalive_timeout, 75.0),
         warnings=tuple(warnings),
+        watch=a.watch,
+        **http,
     )
+    return check_function(config)

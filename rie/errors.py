@@ -152,3 +152,31 @@ class UnknownPath(InvokeApiError):
     status = 404
     error_type = "UnknownOperationException"
     default_message = "Unknown operation"
+
+
+class RequestTimeout(InvokeApiError):
+    status = 408
+    error_type = "RequestTimeoutException"
+    default_message = "The request head did not arrive in time"
+
+
+def invoke_api_error(status: int, message: str) -> InvokeApiError:
+    """The AWS error that goes with an HTTP status chosen below the handlers (by the HTTP parser,
+    or for an unexpected failure); `status` is the status to answer with."""
+    kind: type[InvokeApiError]
+    if status == RequestTooLarge.status:
+        kind = RequestTooLarge
+    elif status == RequestTimeout.status:
+        kind = RequestTimeout
+    elif status == UnknownPath.status:
+        kind = UnknownPath
+    elif status == MethodNotAllowed.status:
+        kind = MethodNotAllowed
+    elif 400 <= status < 500:
+        kind = InvalidRequestContent
+    else:
+        kind = InvokeApiError
+    error = kind(message)
+    if error.status != status:
+        error.status = status  # type: ignore[misc]  # e.g. 417 or 504, under the nearest AWS type
+    return error

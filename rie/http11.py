@@ -535,7 +535,7 @@ class Server:
         self.head_timeout_s = head_timeout_s
         self.keepalive_timeout_s = keepalive_timeout_s
         # one timer per server rather than one per request
-        self.tick = min(1.0, max(0.01, min(head_timeout_s, keepalive_timeout_s) / 4))
+        self.tick = min(1.0, max(0.05, min(head_timeout_s, keepalive_timeout_s) / 4))
         self._connections: set[Connection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None

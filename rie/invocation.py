@@ -114,6 +114,7 @@ class Invocation:
     tail: bytes = b""  # the last 4 KB of its log, when the caller asked for it
     on_final: Callable[[Invocation], None] | None = None
     on_chunk: Callable[[bytes], None] | None = None  # set when the caller reads a stream
+    stream_content_type: str | None = None  # the Content-Type of a streamed response
 
     # --- the moves -------------------------------------------------------------------------
 

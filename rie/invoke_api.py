@@ -1,8 +1,10 @@
 """The Lambda Invoke API, served to callers (curl, boto3, the AWS CLI), and `/metrics`.
 
 Each handler validates the whole request first (function name, qualifier, headers, payload size,
-client context), so that a bad request is refused with the AWS error botocore models and never
-reaches an environment; then it hands one invocation to the pool and renders its one outcome.
+client context, the payload being JSON), so that a bad request is refused with the AWS error
+botocore models and never reaches an environment; then it hands one invocation to the pool and
+renders its one outcome. What can be refused from the head alone is refused before the body is
+read, and before `100 Continue` is sent to a client that asked for it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote
 
+import orjson
 from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from . import eventstream
 from .config import Config
@@ -28,22 +33,24 @@ from .errors import (
     CLIENT_CONTEXT_LIMIT,
     SYNC_PAYLOAD_LIMIT,
     InvalidRequestContent,
-    InvokeApiError,
     MethodNotAllowed,
     RequestTooLarge,
-    ResourceNotFound,
     RieError,
     UnknownPath,
 )
-from .httpserver import body_truncated
+from .functions import Function, Functions
+from .httpserver import body_truncated, render
 from .invocation import Invocation, Request
-from .metrics import Metrics
-from .pool import EventQueue, Pool
+from .metrics import render as render_metrics
 
 log = logging.getLogger("rie")
 
 PATH_INVOKE = "/2015-03-31/functions/{name}/invocations"
 PATH_INVOKE_STREAM = "/2021-11-15/functions/{name}/response-streaming-invocations"
+PATH_FUNCTIONS = "/2015-03-31/functions"
+PATH_FUNCTION = "/2015-03-31/functions/{name}"
+PATH_FUNCTION_CONFIGURATION = "/2015-03-31/functions/{name}/configuration"
+LIST_MAX_ITEMS = 50  # ListFunctions' page size when MaxItems is not given, as Lambda's
 
 H_INVOCATION_TYPE = "X-Amz-Invocation-Type"
 H_LOG_TYPE = "X-Amz-Log-Type"
@@ -59,15 +66,20 @@ H_FUNCTION_ERROR = "X-Amz-Function-Error"
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 # what `curl -d` sends unless told otherwise; no Lambda event is form data, so it means JSON
 _CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")  # header values passed on to the runtime
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+# what a caller's header may hold to be passed on to the runtime: visible ASCII, spaces and tabs
+# (aiohttp hands other bytes over as UTF-8 or surrogate escapes; neither goes into a header)
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# the caller headers passed on to the runtime (the client context is checked as it is decoded)
+_FORWARDED = ("Content-Type", H_TRACE, H_TENANT, H_COGNITO)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NOT_JSON = "Could not parse request body into json: Could not parse payload into json: "
+_SOURCE_SHOWN = 500  # characters of a refused payload quoted in the error, as Lambda's parser does
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    config: Config
-    pool: Pool
-    events: EventQueue
-    metrics: Metrics
+    functions: Functions
 
 
 SERVICES = web.AppKey("services", Services)
@@ -84,30 +96,17 @@ def new_ids() -> tuple[str, str]:
     return request_id, trace_id
 
 
-def resolve_function(config: Config, raw_name: str, qualifier: str | None) -> None:
-    """Accept `function`, the function's name, its ARN or partial ARN, with `$LATEST` or nothing."""
-    name = unquote(raw_name)
-    parts = name.split(":")
-    if parts[0] == "arn" and len(parts) >= 7 and parts[5] == "function":
-        name, qualifier_in_name = parts[6], (parts[7] if len(parts) > 7 else None)
-    elif len(parts) >= 3 and parts[1] == "function":
-        name, qualifier_in_name = parts[2], (parts[3] if len(parts) > 3 else None)
-    elif len(parts) == 2:
-        name, qualifier_in_name = parts
-    else:
-        qualifier_in_name = None
-    wanted = qualifier or qualifier_in_name
-    if name not in ("function", config.function_name) or wanted not in (
-        None,
-        config.function_version,
-    ):
-        arn = f"arn:aws:lambda:{config.region}:{config.account_id}:function:{name}"
-        raise ResourceNotFound(f"Function not found: {arn}" + (f":{wanted}" if wanted else ""))
+def resolve_function(functions: Functions, raw_name: str, qualifier: str | None) -> Function:
+    """The function a FunctionName designates: `function` (with one function), a name, an ARN or a
+    partial ARN, with `$LATEST` or nothing; else 404 ResourceNotFoundException."""
+    return functions.resolve(raw_name, qualifier)
 
 
 def decode_client_context(value: str | None) -> str | None:
     if value is None:
         return None
+    if not _PRINTABLE.fullmatch(value):
+        raise InvalidRequestContent("Client context must be a valid Base64-encoded JSON object.")
     if len(value) > CLIENT_CONTEXT_LIMIT:
         raise InvalidRequestContent(f"Client context must be at most {CLIENT_CONTEXT_LIMIT} bytes")
     try:
@@ -123,33 +122,110 @@ def decode_client_context(value: str | None) -> str | None:
     return text if _PRINTABLE.fullmatch(text) else json.dumps(doc, separators=(",", ":"))
 
 
+def event_payload(body: bytes) -> bytes:
+    """The event as the function gets it. Lambda refuses a payload that is not JSON (any JSON
+    value will do) and hands an empty one over as `{}`."""
+    if not body:
+        return b"{}"
+    try:
+        orjson.loads(body)  # the hot path: one fast parse, its result dropped
+        return body
+    except orjson.JSONDecodeError:
+        pass
+    detail = json_error(body)
+    if detail is None:
+        return body  # JSON that orjson declines: a number beyond a double, a lone surrogate
+    raise InvalidRequestContent(_NOT_JSON + detail)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"Non-standard token '{name}'")
+
+
+def json_error(body: bytes) -> str | None:
+    """Why `body` is not JSON, in the shape of Lambda's parser messages (what went wrong, then
+    where: the source quoted up to 500 characters, line and column); None if it is JSON."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = body.decode("utf-8", "replace")
+        prefix = text[: exc.start]
+        what = f"Invalid UTF-8 start byte 0x{body[exc.start]:02x}"
+        line, column = prefix.count("\n") + 1, exc.start - (prefix.rfind("\n") + 1) + 1
+    else:
+        try:
+            json.loads(text, parse_constant=_reject_constant)
+            return None
+        except json.JSONDecodeError as exc:
+            what, line, column = exc.msg, exc.lineno, exc.colno
+            token = re.match(r"[A-Za-z_][\w.+-]*", text[exc.pos :])
+            if exc.msg == "Expecting value" and token:
+                what = (
+                    f"Unrecognized token '{token.group()}': was expecting (JSON String, Number, "
+                    "Array, Object or token 'null', 'true' or 'false')"
+                )
+        except RecursionError:
+            what, line, column = "Maximum nesting depth exceeded", 1, 1
+        except ValueError as exc:  # a non-standard constant (NaN, Infinity)
+            what, line, column = str(exc), 1, 1
+    source = text[:_SOURCE_SHOWN]
+    cut = len(text) - len(source)
+    shown = f'"{source}"' + (f"[truncated {cut} chars]" if cut else "")
+    return f"{what}\n at [Source: (byte[]){shown}; line: {line}, column: {column}]"
+
+
+def _expects_continue(request: web.Request) -> bool:
+    expect = request.headers.get("Expect")
+    if expect is None or request.version != HttpVersion11:
+        return False
+    if expect.lower() != "100-continue":
+        error = InvalidRequestContent(f"Unsupported expectation {expect!r}")
+        error.status = 417  # type: ignore[misc]
+        raise error
+    return True
+
+
 async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
-    """The request body, refused with 413 before buffering more than `limit` bytes of it."""
+    """The request body, refused with 413 before buffering more than `limit` bytes of it.
+
+    A client waiting for `100 Continue` gets it only here, once its head was found acceptable;
+    one refused before has its answer instead, without having sent its body."""
     too_large = RequestTooLarge(
         f"Request must be smaller than {limit} bytes for the {operation} operation"
     )
     declared = request.content_length
     if declared is not None and declared > limit:
         raise too_large
+    if _expects_continue(request) and declared != 0:
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # what was sent is not (a part of) the answer
     body = bytearray()
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            break
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        detail = (str(exc).splitlines() or ["unreadable"])[0].rstrip(": ")
+        raise InvalidRequestContent(f"Malformed request body: {detail}") from None
     if body_truncated(request) or (declared is not None and len(body) < declared):
         raise InvalidRequestContent("HTTP request detected as truncated")
     return bytes(body)
 
 
-async def accept(request: web.Request, operation: str) -> Invocation | web.Response:
-    """Validate an invoke request; the Invocation to run, or the answer to give at once."""
-    services = request.app[SERVICES]
-    config = services.config
+async def accept(
+    request: web.Request, operation: str
+) -> tuple[Invocation, Function] | web.Response:
+    """Validate an invoke request; the Invocation to run and its function, or the answer to give
+    at once."""
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    config = fn.config
     headers = request.headers
-    resolve_function(config, request.match_info["name"], request.query.get("Qualifier"))
 
     invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
     allowed = INVOCATION_TYPES if operation == "InvokeFunction" else ("RequestResponse", "DryRun")
@@ -160,17 +236,21 @@ async def accept(request: web.Request, operation: str) -> Invocation | web.Respo
     log_type = headers.get(H_LOG_TYPE, "None")
     if log_type not in ("None", "Tail"):
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
-    for name in (H_TRACE, H_TENANT, H_COGNITO):
-        value = headers.get(name)
-        if value is not None and not _PRINTABLE.fullmatch(value):
-            raise InvalidRequestContent(f"Invalid value for header {name}")
-    is_event = invocation_type == "Event"
-    payload = await read_payload(
-        request,
-        ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
-        "InvokeAsync" if is_event else operation,
-    )
+    for name in _FORWARDED:
+        for value in headers.getall(name, ()):
+            if not _HEADER_VALUE.fullmatch(value):
+                raise InvalidRequestContent(
+                    f"Invalid value for header {name}: only visible ASCII characters are allowed"
+                )
     client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
+    is_event = invocation_type == "Event"
+    payload = event_payload(
+        await read_payload(
+            request,
+            ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
+            "InvokeAsync" if is_event else operation,
+        )
+    )
     request_id, new_trace = new_ids()
     if invocation_type == "DryRun":
         return web.Response(status=204, headers={H_REQUEST_ID: request_id})
@@ -194,9 +274,9 @@ async def accept(request: web.Request, operation: str) -> Invocation | web.Respo
         config.timeout_s,
     )
     if is_event:
-        services.events.submit(inv)
+        fn.events.submit(inv)
         return web.Response(status=202, headers={H_REQUEST_ID: request_id})
-    return inv
+    return inv, fn
 
 
 def _answer_headers(inv: Invocation, config: Config) -> dict[str, str]:
@@ -211,11 +291,11 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     accepted = await accept(request, "InvokeFunction")
     if isinstance(accepted, web.Response):
         return accepted
-    inv, services = accepted, request.app[SERVICES]
-    await services.pool.invoke(inv, services.config.queue_timeout_s)
+    inv, fn = accepted
+    await fn.pool.invoke(inv, fn.config.queue_timeout_s)
     outcome = inv.outcome
     assert outcome is not None
-    headers = _answer_headers(inv, services.config)
+    headers = _answer_headers(inv, fn.config)
     headers["Content-Type"] = "application/json"
     if outcome.function_error:
         headers[H_FUNCTION_ERROR] = "Unhandled"
@@ -237,10 +317,10 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     accepted = await accept(request, "InvokeWithResponseStream")
     if isinstance(accepted, web.Response):
         return accepted
-    inv, services = accepted, request.app[SERVICES]
+    inv, fn = accepted
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
     inv.on_chunk = chunks.put_nowait
-    run = asyncio.ensure_future(services.pool.invoke(inv, services.config.queue_timeout_s))
+    run = asyncio.ensure_future(fn.pool.invoke(inv, fn.config.queue_timeout_s))
     run.add_done_callback(lambda _: chunks.put_nowait(None))
     response: web.StreamResponse | None = None
 
@@ -248,7 +328,7 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
         # headers go out with the first chunk, so that a throttled invoke can still answer 429
         nonlocal response
         if response is None:
-            response = web.StreamResponse(headers=_answer_headers(inv, services.config))
+            response = web.StreamResponse(headers=_answer_headers(inv, fn.config))
             response.content_type = eventstream.CONTENT_TYPE
             await response.prepare(request)
         return response
@@ -283,8 +363,51 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     return stream
 
 
+def _json(doc: object) -> web.Response:
+    return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
+
+
+async def list_functions(request: web.Request) -> web.StreamResponse:
+    """ListFunctions, paged by `Marker` (an index here) and `MaxItems` (1-10000)."""
+    functions = request.app[SERVICES].functions.all
+    marker, max_items = request.query.get("Marker", "0"), request.query.get("MaxItems", "")
+    if not marker.isdigit():
+        raise InvalidRequestContent(f"Invalid Marker {marker!r}")
+    if max_items and not (max_items.isdigit() and 1 <= int(max_items) <= 10000):
+        raise InvalidRequestContent("MaxItems must be between 1 and 10000")
+    from . import catalog  # the control plane's reads are rare: not loaded at start-up
+
+    start, count = int(marker), int(max_items or LIST_MAX_ITEMS)
+    page = functions[start : start + count]
+    doc: dict[str, object] = {
+        "Functions": [catalog.function_configuration(fn.config) for fn in page]
+    }
+    if start + count < len(functions):
+        doc["NextMarker"] = str(start + count)
+    return _json(doc)
+
+
+async def get_function(request: web.Request) -> web.StreamResponse:
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    from . import catalog
+
+    return _json(catalog.get_function(fn.config))
+
+
+async def get_function_configuration(request: web.Request) -> web.StreamResponse:
+    fn = resolve_function(
+        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
+    )
+    from . import catalog
+
+    return _json(catalog.function_configuration(fn.config))
+
+
 async def metrics(request: web.Request) -> web.StreamResponse:
-    text = request.app[SERVICES].metrics.render()
+    functions = request.app[SERVICES].functions
+    text = render_metrics([(fn.name, fn.metrics) for fn in functions])
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
     )
@@ -301,7 +424,17 @@ def rendering_errors(handler: Handler) -> Handler:
         try:
             return await handler(request)
         except RieError as error:
-            return web.Response(status=error.status, body=error.body(), headers=error.headers())
+            response = web.Response(status=error.status, body=error.body(), headers=error.headers())
+            body = request.content
+            if not body.is_eof():
+                # refused before its body was read: the connection cannot carry another request
+                response.force_close()
+                expect = request.headers.get("Expect", "")
+                if body.total_bytes == 0 and expect.lower() == "100-continue":
+                    # nor will the body come, for want of a `100 Continue`: close at once
+                    # rather than wait for it
+                    body.feed_eof()
+            return response
         except ConnectionResetError:
             # the caller hung up before its request was complete: there is no one to answer
             return web.Response(status=400)
@@ -309,16 +442,16 @@ def rendering_errors(handler: Handler) -> Handler:
     return wrapped
 
 
-def _render(error: InvokeApiError) -> web.Response:
-    return web.Response(status=error.status, body=error.body(), headers=error.headers())
-
-
 async def unknown_path(request: web.Request) -> web.StreamResponse:
-    return _render(UnknownPath(f"No operation at {request.path}"))
+    return render(UnknownPath(f"No operation at {request.path}"))
 
 
 async def method_not_allowed(request: web.Request) -> web.StreamResponse:
-    return _render(MethodNotAllowed(f"Method {request.method} not allowed on {request.path}"))
+    return render(MethodNotAllowed(f"Method {request.method} not allowed on {request.path}"))
+
+
+async def _no_early_continue(request: web.Request) -> None:
+    """`100 Continue` is sent by `read_payload`, once the head is known to be acceptable."""
 
 
 def build_app(services: Services) -> web.Application:
@@ -331,7 +464,19 @@ def build_app(services: Services) -> web.Application:
         ("GET", "/metrics", metrics),
         ("GET", "/ping", ping),
     ):
-        app.router.add_route(method, path, rendering_errors(handler))
-        app.router.add_route("*", path, method_not_allowed)
-    app.router.add_route("*", "/{tail:.*}", unknown_path)
+        app.router.add_route(
+            method, path, rendering_errors(handler), expect_handler=_no_early_continue
+        )
+        app.router.add_route("*", path, method_not_allowed, expect_handler=_no_early_continue)
+    # the control plane's reads; its other operations on these paths are unknown here (404)
+    for path, handler in (
+        (PATH_FUNCTIONS, list_functions),
+        (PATH_FUNCTIONS + "/", list_functions),
+        (PATH_FUNCTION, get_function),
+        (PATH_FUNCTION_CONFIGURATION, get_function_configuration),
+    ):
+        app.router.add_route(
+            "GET", path, rendering_errors(handler), expect_handler=_no_early_continue
+        )
+    app.router.add_route("*", "/{tail:.*}", unknown_path, expect_handler=_no_early_continue)
     return app

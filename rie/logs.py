@@ -123,3 +123,32 @@ class Tail:
 
     def value(self) -> bytes:
         return bytes(self._buf[-TAIL_BYTES:])
+
+
+class PrefixedSink(Sink):
+    """One function's view of the shared sink when an emulator serves several: every line it
+    writes starts with the function's prefix, so interleaved logs stay attributable.
+
+    Writes are forwarded to the shared sink (one buffer, one write per loop turn for all
+    functions); a line split over several writes gets the prefix once, on its first part.
+    """
+
+    def __init__(self, target: Sink, prefix: str) -> None:  # no super(): it owns no buffer
+        self._target = target
+        self._prefix = prefix.encode()
+        self._at_line_start = True
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        prefix = self._prefix
+        out = data.replace(b"\n", b"\n" + prefix)
+        if self._at_line_start:
+            out = prefix + out
+        self._at_line_start = data.endswith(b"\n")
+        if self._at_line_start:
+            out = out[: -len(prefix)]
+        self._target.write(out)
+
+    def flush(self) -> None:
+        self._target.flush()

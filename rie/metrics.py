@@ -10,7 +10,7 @@ import bisect
 import math
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .invocation import Invocation, State
 from .logs import billed_ms
@@ -38,6 +38,10 @@ _BUCKETS_S = (
 )
 _RESERVOIR = 10_000
 
+Labels = tuple[tuple[str, str], ...]
+Sample = tuple[str, Labels, str]  # sample name, labels, value as written
+Family = tuple[str, str, str, list[Sample]]  # metric name, type, help, samples
+
 _OUTCOME = {
     State.RESPONDED: "success",
     State.ERRORED: "function_error",
@@ -58,16 +62,16 @@ class Histogram:
         self.total += value
         self.n += 1
 
-    def render(self, name: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    def family(self, name: str, help_text: str) -> Family:
+        samples: list[Sample] = []
         running = 0
         for bound, count in zip(self.bounds, self.counts, strict=False):
             running += count
-            lines.append(f'{name}_bucket{{le="{bound:g}"}} {running}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.n}')
-        lines.append(f"{name}_sum {self.total:.6f}")
-        lines.append(f"{name}_count {self.n}")
-        return lines
+            samples.append((f"{name}_bucket", (("le", f"{bound:g}"),), str(running)))
+        samples.append((f"{name}_bucket", (("le", "+Inf"),), str(self.n)))
+        samples.append((f"{name}_sum", (), f"{self.total:.6f}"))
+        samples.append((f"{name}_count", (), str(self.n)))
+        return name, "histogram", help_text, samples
 
 
 class Metrics:
@@ -86,6 +90,8 @@ class Metrics:
         self._seen = 0
         self._random = random.Random(0)
         self.gauges: dict[str, Callable[[], float]] = {}
+        # answers of the HTTP front, by (format, status); the Invoke API's are not counted here
+        self.http_answers: Counter[tuple[str, int]] = Counter()
 
     # --- recording -------------------------------------------------------------------------
 
@@ -133,13 +139,19 @@ class Metrics:
     def cost_usd(self) -> float:
         return self.gb_seconds * PRICE_PER_GB_SECOND + self.invocations * PRICE_PER_REQUEST
 
-    def render(self) -> str:
-        lines = [
-            "# HELP rie_invocations_total Invocations answered, by invocation type and outcome.",
-            "# TYPE rie_invocations_total counter",
+    def families(self) -> list[Family]:
+        """Every metric as (name, type, help, samples), samples as (name, labels, value)."""
+        out: list[Family] = [
+            (
+                "rie_invocations_total",
+                "counter",
+                "Invocations answered, by invocation type and outcome.",
+                [
+                    ("rie_invocations_total", (("type", kind), ("outcome", outcome)), str(n))
+                    for (kind, outcome), n in sorted(self.outcomes.items())
+                ],
+            )
         ]
-        for (kind, outcome), n in sorted(self.outcomes.items()):
-            lines.append(f'rie_invocations_total{{type="{kind}",outcome="{outcome}"}} {n}')
         counters = [
             ("rie_errors_total", "Invocations that ended in an error of any kind.", self.errors),
             (
@@ -166,21 +178,63 @@ class Metrics:
             ("rie_billed_milliseconds_total", "Billed duration, summed.", self.billed_ms_total),
         ]
         for name, help_text, value in counters:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+            out.append((name, "counter", help_text, [(name, (), str(value))]))
+        if self.http_answers:
+            name = "rie_http_requests_total"
+            out.append(
+                (
+                    name,
+                    "counter",
+                    "Requests answered by the HTTP front, by format and status.",
+                    [
+                        (name, (("front", "http"), ("format", fmt), ("code", str(code))), str(n))
+                        for (fmt, code), n in sorted(self.http_answers.items())
+                    ],
+                )
+            )
         for name, read in sorted(self.gauges.items()):
-            lines += [f"# TYPE {name} gauge", f"{name} {read():g}"]
-        lines += self.duration.render(
-            "rie_invocation_duration_seconds", "Duration as REPORT gives it."
+            out.append((name, "gauge", "", [(name, (), f"{read():g}")]))
+        out.append(
+            self.duration.family("rie_invocation_duration_seconds", "Duration as REPORT gives it.")
         )
-        lines += self.init_duration.render(
-            "rie_init_duration_seconds", "Init Duration: process start to its first next."
+        out.append(
+            self.init_duration.family(
+                "rie_init_duration_seconds", "Init Duration: process start to its first next."
+            )
         )
-        return "\n".join(lines) + "\n"
+        return out
 
-    def summary(self) -> str:
+    def render(self) -> str:
+        return render([("", self)])
+
+    def summary(self, function_name: str = "") -> str:
+        whose = f" [{function_name}]" if function_name else ""
         return (
-            f"rie summary: {self.invocations} invocations, {self.errors} errors, "
+            f"rie summary{whose}: {self.invocations} invocations, {self.errors} errors, "
             f"{self.throttles} throttled, {self.cold_starts} cold starts, "
             f"duration p50 {self.percentile(0.5):.2f} ms p99 {self.percentile(0.99):.2f} ms, "
             f"{self.gb_seconds:.6f} GB-s billed, about ${self.cost_usd:.8f} at Lambda's list price"
         )
+
+
+def render(by_function: Sequence[tuple[str, Metrics]]) -> str:
+    """The Prometheus text of several functions' metrics: one HELP/TYPE per metric name, each
+    sample labelled with its function (`function="NAME"`; no label for an empty name)."""
+    merged: dict[str, tuple[str, str, list[str]]] = {}
+    for function_name, metrics in by_function:
+        extra: Labels = (("function", function_name),) if function_name else ()
+        for name, kind, help_text, samples in metrics.families():
+            lines = merged.setdefault(name, (kind, help_text, []))[2]
+            for sample_name, labels, value in samples:
+                all_labels = extra + labels
+                text = ",".join(f'{k}="{v}"' for k, v in all_labels)
+                lines.append(
+                    f"{sample_name}{{{text}}} {value}" if text else f"{sample_name} {value}"
+                )
+    out: list[str] = []
+    for name, (kind, help_text, lines) in merged.items():
+        if help_text:
+            out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out += lines
+    return "\n".join(out) + "\n"

@@ -54,6 +54,8 @@ class Pool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._next_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # environments running old code (see recycle): they take no new work and retire when done
+        self._stale: set[Environment] = set()
         metrics.gauges["rie_concurrent_executions"] = lambda: sum(len(e.running) for e in self.envs)
         metrics.gauges["rie_environments"] = lambda: len(self.envs)
         metrics.gauges["rie_waiting_invocations"] = lambda: len(self._waiters)
@@ -150,7 +152,7 @@ class Pool:
         best: Environment | None = None
         best_key = (False, 0.0)
         for env in self.envs:
-            if env.free_slots <= 0:
+            if env.free_slots <= 0 or (self._stale and env in self._stale):
                 continue
             key = (env.state is EnvState.READY, env.last_used)
             if best is None or key > best_key:
@@ -158,6 +160,11 @@ class Pool:
         return best
 
     def _slot_freed(self, env: Environment) -> None:
+        if self._stale and env in self._stale:
+            if env.used_slots == 0:
+                self._retire_stale(env)
+            self._serve_waiters()
+            return
         while self._waiters and env.free_slots > 0:
             placed, inv, on_done = self._waiters.popleft()
             if placed.done():
@@ -177,6 +184,33 @@ class Pool:
             placed.set_result(None)
 
     # --- retiring --------------------------------------------------------------------------
+
+    def recycle(self) -> int:
+        """Retire every environment so that the next invocation starts the code afresh (the code
+        changed): idle ones at once, busy ones as soon as their invocations end; provisioned
+        ones are replaced. The number of environments recycled."""
+        envs = list(self.envs)
+        for env in envs:
+            if env.used_slots == 0:
+                self._retire_stale(env)
+            else:
+                self._stale.add(env)
+        return len(envs)
+
+    def _retire_stale(self, env: Environment) -> None:
+        self._stale.discard(env)
+        if env in self.envs:
+            self.envs.remove(env)
+        self._spawn(self._replace(env))
+
+    async def _replace(self, env: Environment) -> None:
+        await env.retire(grace_s=0.5)
+        if env.provisioned and not self.closing:
+            fresh = self._create(provisioned=True)
+            if await fresh.open(self._endpoint_factory):
+                await fresh.warm()
+            elif fresh in self.envs:
+                self.envs.remove(fresh)
 
     async def _reap_idle(self) -> None:
         period = min(1.0, self.config.idle_timeout_s / 2)

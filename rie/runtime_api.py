@@ -212,6 +212,7 @@ class InvocationRoute(_Route):
                 if mode != "streaming":
                     return InvalidFunctionResponseMode()
                 inv.start_stream()
+                inv.stream_content_type = req.headers.get("content-type")
                 req.limit = STREAM_LIMIT
                 req.sink = _StreamCollector(inv)
         except RieError as error:

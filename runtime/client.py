@@ -14,7 +14,7 @@ import sys
 TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 API_PREFIX = "/2018-06-01/runtime"
 _NEXT_PATH = API_PREFIX + "/invocation/next"
@@ -278,6 +278,62 @@ class RuntimeClient:
         path = f"{API_PREFIX}/invocation/{request_id}/response"
         head = self._post_head(path, len(body), f"Content-Type: {content_type}\r\n{extra}")
         return self.request(head, body)
+
+    def post_response_stream(
+        self,
+        request_id: str,
+        content_type: str,
+        chunks: Iterator[bytes],
+        describe_error: Callable[[Exception], tuple[str, bytes]],
+        extra: str = "",
+    ) -> Response:
+        """A streamed `POST /runtime/invocation/{id}/response`: each chunk is sent as it comes.
+
+        An exception raised by `chunks` ends the body with the error trailers (its type and its
+        base64 body, from `describe_error`), which is how a stream reports a late error."""
+        import binascii
+
+        path = f"{API_PREFIX}/invocation/{request_id}/response"
+        head = (
+            b"POST "
+            + path.encode("utf-8", "surrogateescape")
+            + b" HTTP/1.1\r\n"
+            + self._common
+            + extra.encode("latin-1", "replace")
+            + f"Content-Type: {content_type}\r\n".encode("latin-1", "replace")
+            + b"Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+            + b"Transfer-Encoding: chunked\r\n"
+            + b"Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n"
+            + b"\r\n"
+        )
+        sock = self._usable_socket()
+        try:
+            sock.sendall(head)
+            trailers = b""
+            try:
+                for chunk in chunks:
+                    if chunk:  # an empty chunk would end the body
+                        sock.sendall(b"%x\r\n" % len(chunk))
+                        sock.sendall(chunk)
+                        sock.sendall(b"\r\n")
+            except Exception as e:
+                error_type, body = describe_error(e)
+                trailers = (
+                    b"Lambda-Runtime-Function-Error-Type: "
+                    + error_type.encode("ascii", "replace")
+                    + b"\r\nLambda-Runtime-Function-Error-Body: "
+                    + binascii.b2a_base64(body, newline=False)
+                    + b"\r\n"
+                )
+            sock.sendall(b"0\r\n" + trailers + b"\r\n")
+        except OSError:
+            # the server may have refused the stream (413) and closed: its answer says why
+            try:
+                return self._read_response(sock)
+            except (OSError, ConnectionLost):
+                self.close()
+                raise
+        return self._read_response(sock)
 
     def post_error(
         self, request_id: str, body: bytes, error_type: str, xray_cause: str, extra: str = ""

@@ -90,6 +90,27 @@ def _describe(answer: Response) -> str:
     return f"{answer.status} {text}".rstrip()
 
 
+def _stream_of(result: Any) -> tuple[Any, str] | None:
+    """(body, content type) when the handler's result is to be streamed, else None."""
+    # runtime.streaming is looked up, never imported: a result of its class implies it is loaded
+    streaming = sys.modules.get("runtime.streaming")
+    if streaming is not None and isinstance(result, streaming.StreamingResponse):
+        return result.body, result.content_type
+    if hasattr(result, "__anext__") or (hasattr(result, "__next__") and hasattr(result, "throw")):
+        return result, "application/octet-stream"  # a generator or an async generator
+    return None
+
+
+def _as_bytes(item: Any) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    if isinstance(item, bytearray | memoryview):
+        return bytes(item)
+    raise TypeError(f"a streamed response yields bytes or str, not {type(item).__name__}")
+
+
 def _limit_from(body: bytes) -> int:
     # the Runtime API names its limit in the 413 message: "... payload size (6291556 bytes)."
     text = body.decode("utf-8", "replace")
@@ -260,9 +281,14 @@ class Runtime:
             result = handler(decode_event(event.body, headers.get("content-type")), context)
             if hasattr(type(result), "__await__"):
                 result = self.run_async(result)
-            body, content_type = encode_result(result)
+            streamed = _stream_of(result)
+            if streamed is None:
+                body, content_type = encode_result(result)
         except Exception as e:
             self.report_error(request_id, *from_exception(e, request_id), extra)
+            return
+        if streamed is not None:
+            self.stream(request_id, *streamed, extra)
             return
         answer = self.client.post_response(request_id, body, content_type, extra)
         if answer.status == 413:
@@ -278,6 +304,47 @@ class Runtime:
             self.report_error(request_id, error, "", extra)
         elif answer.status >= 300:
             self._rejected("response", answer)
+
+    def stream(self, request_id: str, body: Any, content_type: str, extra: str) -> None:
+        """Send a streamed response, each item as the handler produces it."""
+        chunks = self._chunks(body)
+        try:
+            # nothing is sent before the first item: an error before it is an ordinary error
+            first = next(chunks, None)
+        except Exception as e:
+            self.report_error(request_id, *from_exception(e, request_id), extra)
+            return
+
+        def rest() -> Any:
+            if first is not None:
+                yield first
+            yield from chunks
+
+        def describe(e: Exception) -> tuple[str, bytes]:
+            error, _ = from_exception(e, request_id)
+            log.log_error(error)
+            return header_error_type(error["errorType"]), dumps(error)
+
+        answer = self.client.post_response_stream(request_id, content_type, rest(), describe, extra)
+        if answer.status == 413:
+            # the platform has failed the invocation already (Function.ResponseSizeTooLarge)
+            sys.stderr.write("pyrie runtime: the streamed response was over the size limit\n")
+        elif answer.status >= 300:
+            self._rejected("response", answer)
+
+    def _chunks(self, body: Any) -> Any:
+        if hasattr(body, "__aiter__"):
+            items = body.__aiter__()
+            loop = self._loop or self._make_loop()
+            while True:
+                try:
+                    item = loop.run_until_complete(items.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield _as_bytes(item)
+        else:
+            for item in body:
+                yield _as_bytes(item)
 
     def report_error(
         self, request_id: str, error: dict[str, Any], cause: str, extra: str = ""

@@ -22,3 +22,8 @@ def whoami(event, context):  # type: ignore[no-untyped-def]
 
     time.sleep(BURST_HOLD_S)
     return os.getpid()
+
+
+def http(event, context):  # type: ignore[no-untyped-def]
+    """The smallest valid proxy response, for every HTTP front format (http_front scenario)."""
+    return {"statusCode": 200, "body": "ok"}

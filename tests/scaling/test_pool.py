@@ -100,7 +100,7 @@ def test_throttled_at_the_limit_through_boto3() -> None:
         # the limit freed up: the same call goes through
         assert client.invoke(FunctionName="function", Payload=b"{}")["StatusCode"] == 200
         metrics = r.request("GET", "/metrics").body.decode()
-        assert re.search(r"^rie_throttles_total 1$", metrics, re.M)
+        assert re.search(r'^rie_throttles_total{function="test_function"} 1$', metrics, re.M)
 
 
 def test_queue_timeout_waits_for_a_slot() -> None:
@@ -277,12 +277,15 @@ def test_metrics_and_shutdown_summary() -> None:
     invoke_json(r, {})
     assert r.invoke({"action": "fail"}).header("X-Amz-Function-Error") == "Unhandled"
     text = r.request("GET", "/metrics").body.decode()
-    assert 'rie_invocations_total{type="RequestResponse",outcome="success"} 1' in text
-    assert 'rie_invocations_total{type="RequestResponse",outcome="function_error"} 1' in text
-    assert re.search(r"^rie_cold_starts_total 1$", text, re.M)
-    assert re.search(r"^rie_invocation_duration_seconds_count 2$", text, re.M)
-    assert re.search(r"^rie_init_duration_seconds_count 1$", text, re.M)
-    assert re.search(r"^rie_concurrent_executions 0$", text, re.M)
+    fn = 'function="test_function"'
+    assert f'rie_invocations_total{{{fn},type="RequestResponse",outcome="success"}} 1' in text
+    assert (
+        f'rie_invocations_total{{{fn},type="RequestResponse",outcome="function_error"}} 1' in text
+    )
+    assert f"\nrie_cold_starts_total{{{fn}}} 1\n" in text
+    assert f"\nrie_invocation_duration_seconds_count{{{fn}}} 2\n" in text
+    assert f"\nrie_init_duration_seconds_count{{{fn}}} 1\n" in text
+    assert f"\nrie_concurrent_executions{{{fn}}} 0\n" in text
     assert r.stop() == 0
     summary = r.wait_for(
         r"rie summary: (\d+) invocations, (\d+) errors, .* cold starts, .*GB-s billed, about \$([\d.]+)"

@@ -11,11 +11,26 @@ import uuid
 import pytest
 
 from rie.config import Config
+from rie.environment import Endpoint, Environment
 from rie.errors import InvalidRequestContent, ResourceNotFound
+from rie.functions import Function, Functions
 from rie.invoke_api import decode_client_context, new_ids, resolve_function
-from rie.logs import billed_ms, init_report_line, report_line, start_line, timeout_line
+from rie.logs import (
+    PrefixedSink,
+    Sink,
+    billed_ms,
+    init_report_line,
+    report_line,
+    start_line,
+    timeout_line,
+)
 from rie.runtime_api import sanitize_error_type, shape_error_body
 from rie.supervisor import describe_exit
+
+
+async def _no_endpoint(env: Environment) -> Endpoint:
+    raise OSError("no endpoint in a unit test")
+
 
 TRACE = re.compile(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=0")
 
@@ -115,6 +130,20 @@ def test_exit_descriptions_match_lambdas_wording(code: int, text: str) -> None:
 
 
 CONFIG = Config(command=("/bin/true",), handler="", function_name="my-fn")
+FUNCTIONS = Functions([Function(CONFIG, {}, Sink(), _no_endpoint)])
+
+
+def test_with_several_functions_each_is_found_by_name_and_function_is_only_a_name() -> None:
+    other = Config(command=("/bin/true",), handler="", function_name="other")
+    functions = Functions(
+        [Function(CONFIG, {}, Sink(), _no_endpoint), Function(other, {}, Sink(), _no_endpoint)]
+    )
+    assert functions.resolve("other").name == "other"
+    assert functions.resolve("arn:aws:lambda:us-east-1:012345678912:function:my-fn").name == "my-fn"
+    with pytest.raises(ResourceNotFound):
+        functions.resolve("function")
+    with pytest.raises(ValueError, match="two functions"):
+        Functions([Function(other, {}, Sink(), _no_endpoint)] * 2)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +158,7 @@ CONFIG = Config(command=("/bin/true",), handler="", function_name="my-fn")
     ],
 )
 def test_function_name_forms_accepted(name: str) -> None:
-    resolve_function(CONFIG, name, None)
+    assert resolve_function(FUNCTIONS, name, None).name == "my-fn"
 
 
 @pytest.mark.parametrize(
@@ -138,7 +167,7 @@ def test_function_name_forms_accepted(name: str) -> None:
 )
 def test_unknown_functions_and_qualifiers_are_404(name: str, qualifier: str | None) -> None:
     with pytest.raises(ResourceNotFound) as info:
-        resolve_function(CONFIG, name, qualifier)
+        resolve_function(FUNCTIONS, name, qualifier)
     assert (
         info.value.status == 404
         and "Function not found: arn:aws:lambda:us-east-1:012345678912:function:"
@@ -170,3 +199,14 @@ def test_client_context_with_line_breaks_or_non_ascii_becomes_one_header_safe_li
     out = decode_client_context(base64.b64encode(text.encode()).decode())
     assert out is not None and json.loads(out) == doc
     assert "\n" not in out and out.isascii()
+
+
+def test_a_prefixed_sink_prefixes_every_line_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "log"
+    with out.open("wb") as f:
+        sink = Sink(fd=f.fileno())
+        prefixed = PrefixedSink(sink, "[fn] ")
+        for part in (b"one\ntw", b"o\n", b"", b"three\nfour\n"):
+            prefixed.write(part)
+        sink.flush()
+    assert out.read_bytes() == b"[fn] one\n[fn] two\n[fn] three\n[fn] four\n"
