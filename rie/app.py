@@ -15,16 +15,17 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import logs, runtime_api
+from . import extensions_api, logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
 from .functions import Function, Functions
 from .httpserver import Runner, listen
 from .invoke_api import Services, build_app
-from .supervisor import MemoryCgroup
+from .supervisor import MemoryCgroup, sweep_leftovers
 
 if TYPE_CHECKING:
     from .layers import Layers
@@ -99,9 +100,13 @@ class Server:
         if not self._first_endpoint_taken:
             self._first_endpoint_taken = True
             port = self.config.runtime_api_address.port
-        return await runtime_api.bind(env, self.config.runtime_api_address.host, port)
+        return await runtime_api.bind(
+            env, self.config.runtime_api_address.host, port, mounts=(extensions_api.mount,)
+        )
 
     async def start(self) -> None:
+        # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
+        sweep_leftovers()
         # provisioned environments of every function are ready before the first caller
         await asyncio.gather(*(fn.start() for fn in self.functions))
         if any(fn.config.watch for fn in self.functions):
@@ -119,6 +124,9 @@ class Server:
             fallback=False,
             head_timeout_s=self.config.request_head_timeout_s,
             keepalive_timeout_s=self.config.keepalive_timeout_s,
+            # by the time connections are closed every invocation is answered: this only bounds
+            # a caller that is slow to read its answer
+            shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
         )
         print(
             f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
@@ -143,6 +151,7 @@ class Server:
                 fallback=False,
                 head_timeout_s=self.config.request_head_timeout_s,
                 keepalive_timeout_s=self.config.keepalive_timeout_s,
+                shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
             )
         except OSError as exc:
             raise OSError(
@@ -155,7 +164,11 @@ class Server:
         )
 
     async def stop(self) -> None:
+        # --shutdown-timeout bounds the whole of it: in-flight work gets what is left of it once
+        # the last steps' shares (terminating runtimes, closing connections) are set aside
         grace = self.config.shutdown_timeout_s
+        deadline = time.monotonic() + grace
+        term_s, close_s = _shares(grace)
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
         for runner in (self._runner, self._http_runner):
             if runner is not None:
@@ -164,28 +177,42 @@ class Server:
         if self._watching is not None:
             self._stop_watching.set()
             try:
-                await asyncio.wait_for(self._watching, 2.0)
+                await asyncio.wait_for(
+                    self._watching, max(0.05, min(2.0, deadline - time.monotonic()))
+                )
             except (TimeoutError, asyncio.CancelledError):
                 pass
             except Exception as exc:  # the watcher's failure must not stop the shutdown
                 log.warning("file watcher: %s", exc)
-        # 2. Event invocations still waiting are written out; running ones get the grace period
-        await asyncio.gather(*(fn.events.close(grace) for fn in self.functions))
-        # 3. in-flight invocations get the grace period; then every runtime process group is
-        #    terminated, then killed, and whatever was still running is answered with the error
-        await asyncio.gather(*(fn.pool.close(grace) for fn in self.functions))
-        # 4. answers are out: close the callers' connections
+        # 2. Event invocations queued or waiting for a retry are written out; running ones go on
+        for fn in self.functions:
+            fn.events.stop_intake()
+        # 3. in-flight invocations run until `term_s` before the end of the grace; then every
+        #    runtime process group is terminated, then killed, and whatever was still running is
+        #    answered with the error (events: an on-failure record)
+        await asyncio.gather(*(fn.pool.close(deadline - close_s, term_s) for fn in self.functions))
+        # 4. the Event workers record the outcomes of what they ran
+        within_s = max(0.05, deadline - time.monotonic())
+        await asyncio.gather(*(fn.events.close(within_s=within_s) for fn in self.functions))
+        # 5. answers are out: close the callers' connections
         for runner in (self._runner, self._http_runner):
             if runner is not None:
                 await runner.cleanup()
-        # 5. memory cgroups whose processes were still leaving when their environment stopped
-        MemoryCgroup.remove_pending(within_s=1.0)
+        # 6. memory cgroups whose processes were still leaving when their environment stopped
+        MemoryCgroup.remove_pending(within_s=max(0.05, deadline - time.monotonic()))
         for layers in self.layers:
             layers.cleanup()
         self.sink.flush()
         several = len(self.functions) > 1
         for fn in self.functions:
             print(fn.metrics.summary(fn.name if several else ""), file=sys.stderr, flush=True)
+
+
+def _shares(grace_s: float) -> tuple[float, float]:
+    """The parts of the shutdown grace set aside for terminating runtimes (SIGTERM to SIGKILL)
+    and for closing connections, out of a grace of `grace_s`."""
+    term_s = min(0.5, grace_s / 4)
+    return term_s, min(0.25, grace_s / 8)
 
 
 async def serve(configs: Config | Sequence[Config], environ: Mapping[str, str]) -> int:

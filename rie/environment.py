@@ -18,7 +18,6 @@ import collections
 import contextlib
 import enum
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from .config import RUNTIME_ENTRY, Config
 from .errors import InvalidRequestID, InvalidStateTransition
 from .invocation import Invocation, State, error_body
 from .metrics import Metrics
-from .supervisor import Process, describe_exit, spawn
+from .supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
 
 if TYPE_CHECKING:
     from .extensions import ExtensionHost
@@ -55,6 +54,11 @@ class Endpoint(Protocol):
     """The Runtime API endpoint an environment's runtime talks to (bound by the HTTP layer)."""
 
     port: int
+
+    @property
+    def address(self) -> str:
+        """host:port as bound, for AWS_LAMBDA_RUNTIME_API (an IPv6 host in brackets)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -82,7 +86,7 @@ class Environment:
             time.strftime("%Y/%m/%d/", time.gmtime())
             + f"[{config.function_version}]{uuid.uuid4().hex}"
         )
-        self.tmpdir = tempfile.mkdtemp(prefix=f"rie-{config.function_name}-env{env_id}-")
+        self.tmpdir = tempfile.mkdtemp(prefix=tmpdir_prefix(config.function_name, env_id))
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
         self.queued: collections.deque[Invocation] = collections.deque()
@@ -100,6 +104,7 @@ class Environment:
         self._waiters: collections.deque[Callable[[Invocation], None]] = collections.deque()
         self._done_callbacks: dict[str, Callable[[Invocation], None]] = {}
         self._tails: dict[str, logs.Tail] = {}
+        self._lines = logs.LineBuffer()  # the runtime's output, in whole lines
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._init_timer: asyncio.TimerHandle | None = None
         self._init_error: tuple[str, bytes] | None = None
@@ -195,6 +200,7 @@ class Environment:
                 )
         elif process is not None:
             code = await process.stop(grace_s)
+            self._flush_partial()
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
         self._fail_all(
             "Runtime.ExitError", "Runtime exited with error: the environment was shut down"
@@ -221,7 +227,7 @@ class Environment:
     def runtime_environment(self) -> dict[str, str]:
         assert self.endpoint is not None
         env = self.config.runtime_environment(self._base_env)
-        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.endpoint.port}"
+        env["AWS_LAMBDA_RUNTIME_API"] = self.endpoint.address
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
         env["TMPDIR"] = self.tmpdir
         if self.provisioned:
@@ -296,7 +302,7 @@ class Environment:
         self._init_error = None
         init_ms = (time.perf_counter() - self._init_started_at) * 1000
         self._emit_init_failed("error", error_type, init_ms)
-        self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
+        self._platform_line(logs.init_report_line(init_ms, "error", error_type))
         for inv in list(self.queued):
             inv.init_duration_ms = init_ms
             inv.fail(error_type, body=body)
@@ -344,7 +350,7 @@ class Environment:
                 env,
                 self.config.task_root,
                 self._output,
-                cgroup_name=f"pyrie-{os.getpid()}-env{self.id}-{self.init_count + 1}",
+                cgroup_name=cgroup_name(self.id, self.init_count + 1),
             )
         except OSError as exc:
             log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
@@ -469,11 +475,9 @@ class Environment:
         self._timers[inv.request_id] = asyncio.get_running_loop().call_later(
             inv.timeout_s, self._timed_out, inv
         )
-        line = logs.start_line(inv.request_id, self.config.function_version).encode()
-        self._sink.write(line)
-        tail = self._tails.get(inv.request_id)
-        if tail is not None:
-            tail.append(line)
+        self._platform_line(
+            logs.start_line(inv.request_id, self.config.function_version), (inv.request_id,)
+        )
         host = self.extensions
         if host is not None:
             host.platform_start(inv, self.config.function_version)
@@ -485,6 +489,18 @@ class Environment:
             )
 
     def _output(self, data: bytes) -> None:
+        """The runtime's output, passed on in whole lines only."""
+        data = self._lines.feed(data)
+        if data:
+            self._emit(data)
+
+    def _flush_partial(self) -> None:
+        """End the runtime's unfinished line, so that a platform line stands on its own."""
+        data = self._lines.flush()
+        if data:
+            self._emit(data)
+
+    def _emit(self, data: bytes) -> None:
         self._sink.write(data)
         host = self.extensions
         if host is not None and host.telemetry.active:
@@ -496,23 +512,42 @@ class Environment:
                 if tail is not None:
                     tail.append(data)
 
+    def _platform_line(self, line: str, request_ids: tuple[str, ...] | None = None) -> None:
+        """A line of the platform's own (START, END, REPORT, INIT_REPORT, a timeout): always a
+        line of its own, and in the tails of `request_ids` (default: those waiting or running)."""
+        self._flush_partial()
+        data = line.encode()
+        self._sink.write(data)
+        if self._tails:
+            if request_ids is None:
+                request_ids = (*self.running, *(inv.request_id for inv in self.queued))
+            for request_id in request_ids:
+                tail = self._tails.get(request_id)
+                if tail is not None:
+                    tail.append(data)
+
     def _finished(self, inv: Invocation) -> None:
         """Every invocation of this environment ends here, exactly once."""
         timer = self._timers.pop(inv.request_id, None)
         if timer is not None:
             timer.cancel()
+        process = self.process
+        if process is not None:
+            # everything it printed before it answered is in the pipe: it is this invocation's,
+            # so it is read while the invocation still owns the output
+            process.drain_output()
+            self._sample_memory(process, inv)
+        if inv.dispatched_at is None:
+            # never reached the runtime (a failed init): Lambda still logs START for it
+            self._platform_line(
+                logs.start_line(inv.request_id, self.config.function_version), (inv.request_id,)
+            )
+        self._flush_partial()
         if self.running.pop(inv.request_id, None) is None and inv in self.queued:
             self.queued.remove(inv)  # it ended before the runtime fetched it
         self._recent[inv.request_id] = inv
         if len(self._recent) > _RECENT_IDS:
             self._recent.popitem(last=False)
-        process = self.process
-        if process is not None:
-            process.drain_output()
-            self._sample_memory(process, inv)
-        if inv.dispatched_at is None:
-            # never reached the runtime (a failed init): Lambda still logs START for it
-            self._sink.write(logs.start_line(inv.request_id, self.config.function_version).encode())
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
             host.platform_runtime_done(inv)
@@ -531,6 +566,7 @@ class Environment:
         (extensions past the deadline)."""
         held_ms, duration_ms = duration_ms, inv.duration_ms if duration_ms is None else duration_ms
         max_memory_mb = -(-self.peak_memory_bytes // (1024 * 1024))
+        self._flush_partial()  # (a held invocation's REPORT comes after the runtime went on)
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
             duration_ms,
@@ -584,7 +620,7 @@ class Environment:
     def _held_timed_out(self, inv: Invocation) -> None:
         if self._held is not inv:
             return
-        self._sink.write(logs.timeout_line(inv.request_id, inv.timeout_s).encode())
+        self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), ())
         self._end_held("timeout")
         self._reset("timeout")
 
@@ -642,20 +678,23 @@ class Environment:
     def _timed_out(self, inv: Invocation) -> None:
         if inv.state not in (State.RUNNING, State.STREAMING):
             return
-        line = logs.timeout_line(inv.request_id, inv.timeout_s).encode()
-        self._sink.write(line)
-        tail = self._tails.get(inv.request_id)
-        if tail is not None:
-            tail.append(line)
-        inv.time_out()
+        process = self.process
+        if process is not None:
+            # what it printed until now is this invocation's, and so is its memory
+            process.drain_output()
+            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+        self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), (inv.request_id,))
+        # reset first, answer second: the slot the invocation frees must not be handed back to
+        # an environment that is being torn down (the pool replaces it instead)
         self._reset("timeout")
+        inv.time_out()
 
     def _init_timed_out(self, process: Process) -> None:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
             return
         init_ms = (time.perf_counter() - process.started_at) * 1000
         self._emit_init_failed("timeout", "Sandbox.Timedout", init_ms)
-        self._sink.write(logs.init_report_line(init_ms, "timeout").encode())
+        self._platform_line(logs.init_report_line(init_ms, "timeout"))
         if self._suppressed_init:
             # the retried init used up the invocation's own time
             for inv in list(self.queued):
@@ -673,7 +712,7 @@ class Environment:
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:
-            process.signal_group(9)
+            process.kill_everything()
 
     def _reset(self, reason: str = "failure") -> None:
         """Kill the process group; start again at once if work (or provisioning) is waiting.
@@ -701,7 +740,7 @@ class Environment:
         """The runtime exited by itself."""
         self.process = None
         process.drain_output()
-        process.signal_group(9)  # whatever it left behind in its group goes with it
+        process.kill_everything()  # whatever it left behind (group and cgroup) goes with it
         # a memory cgroup still knows the peak of a process that is gone
         self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         process.release()
@@ -710,6 +749,7 @@ class Environment:
     def _after_exit(self, process: Process, code: int) -> None:
         if self.state is EnvState.RETIRED:
             return
+        self._flush_partial()
         failed_init = self.state is EnvState.INITIALIZING
         self._waiters.clear()  # their connections go with the process
         if self._init_timer is not None:
@@ -723,14 +763,12 @@ class Environment:
             )
             if self._init_error is not None:
                 error_type, body = self._init_error
-                self._sink.write(logs.init_report_line(init_ms, "error", error_type).encode())
+                self._platform_line(logs.init_report_line(init_ms, "error", error_type))
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
                     inv.fail(error_type, body=body)
             else:
-                self._sink.write(
-                    logs.init_report_line(init_ms, "error", "Runtime.ExitError").encode()
-                )
+                self._platform_line(logs.init_report_line(init_ms, "error", "Runtime.ExitError"))
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
                     inv.fail("Runtime.ExitError", reason)
@@ -745,6 +783,7 @@ class Environment:
         # inits on demand, so that a broken function does not restart in a loop)
         if self.queued or self._suppressed_init or (self.provisioned and not failed_init):
             self._start()
+        self._on_slot_free(self)  # usable again (or, if the pool replaced it, to retire)
 
     def _fail_queued(self, error_type: str, message: str) -> None:
         for inv in list(self.queued):

@@ -1,8 +1,10 @@
 """Log lines in Lambda's format, the emulator's stdout sink and each invocation's log tail.
 
 START, END and REPORT are written in Lambda's order with the invocation's own request id and
-measured figures; the runtime's own output is passed through unchanged as it arrives. Each
-invocation keeps the last 4 KB of its log for `X-Amz-Log-Type: Tail`.
+measured figures; the runtime's own output is passed through as it arrives, in whole lines (a
+`LineBuffer` per environment), so that lines of several environments never interleave and platform
+lines stand on their own. Each invocation keeps the last 4 KB of its log for
+`X-Amz-Log-Type: Tail`.
 """
 
 from __future__ import annotations
@@ -152,3 +154,37 @@ class PrefixedSink(Sink):
 
     def flush(self) -> None:
         self._target.flush()
+
+
+class LineBuffer:
+    """One environment's output, let through in whole lines: what follows the last newline is
+    held back until its line ends, `flush` is called, or it reaches `max_partial` bytes (then it
+    is cut, as Lambda cuts an overlong line into several events)."""
+
+    __slots__ = ("_max", "_partial")
+
+    def __init__(self, max_partial: int = 1 << 16) -> None:
+        self._partial = bytearray()
+        self._max = max_partial
+
+    def feed(self, data: bytes) -> bytes:
+        """The whole lines `data` completes (possibly b"")."""
+        if self._partial:
+            self._partial += data
+            data = bytes(self._partial)
+            self._partial.clear()
+        if data.endswith(b"\n"):  # the usual case: nothing to hold back
+            return data
+        cut = data.rfind(b"\n") + 1
+        if len(data) - cut >= self._max:
+            return data + b"\n"
+        self._partial += data[cut:]
+        return data[:cut]
+
+    def flush(self) -> bytes:
+        """The unfinished line, ended (b"" if there is none)."""
+        if not self._partial:
+            return b""
+        data = bytes(self._partial) + b"\n"
+        self._partial.clear()
+        return data

@@ -1,13 +1,17 @@
 """Choosing, creating and retiring environments, and the queue of `Event` invocations.
 
 Invariants:
-- at most `max_concurrency` environments exist, each taking at most `per_env_concurrency`
-  invocations at once; placing an invocation is synchronous (no await between choosing an
-  environment and assigning to it), so two callers can never take the same slot;
+- at most `max_concurrency` environments hold or await invocations, each taking at most
+  `per_env_concurrency` at once; an environment being torn down with nothing left in it (after a
+  timeout) does not count: it is replaced at once and retired once its reset is over, so the limit
+  counts invocations in flight, as Lambda's does;
+- placing an invocation is synchronous (no await between choosing an environment and assigning to
+  it), so two callers can never take the same slot;
 - a synchronous invoke that finds no slot is throttled (429) unless it may wait, and waiters are
   served first come, first served as slots free up;
-- an accepted `Event` invocation ends in exactly one of: success, an on-failure record (retries
-  exhausted, too old, or still queued at shutdown). None is dropped without a trace.
+- an accepted `Event` invocation ends in exactly one of: success, a retry, an on-failure record
+  (retries exhausted, too old, or cut by shutdown: still queued, waiting for a retry, still
+  running when the grace period ends, or failed during it). None is dropped without a trace.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Pool:
         self._tasks: set[asyncio.Task[None]] = set()
         # environments running old code (see recycle): they take no new work and retire when done
         self._stale: set[Environment] = set()
+        self._retiring: set[asyncio.Task[None]] = set()  # awaited at close, never cancelled
         metrics.gauges["rie_concurrent_executions"] = lambda: sum(len(e.running) for e in self.envs)
         metrics.gauges["rie_environments"] = lambda: len(self.envs)
         metrics.gauges["rie_waiting_invocations"] = lambda: len(self._waiters)
@@ -135,7 +140,7 @@ class Pool:
     def _place(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> bool:
         env = self._pick()
         if env is None:
-            if len(self.envs) >= self.config.max_concurrency or self.closing:
+            if self._counted() >= self.config.max_concurrency or self.closing:
                 return False
             env = self._create(provisioned=False)
             self._spawn(self._open(env))
@@ -159,11 +164,27 @@ class Pool:
                 best, best_key = env, key
         return best
 
+    def _counted(self) -> int:
+        """Environments that count against the limit: all but those torn down with nothing in
+        them, which are replaced rather than waited for."""
+        return sum(1 for e in self.envs if e.state is not EnvState.RESETTING or e.used_slots)
+
     def _slot_freed(self, env: Environment) -> None:
         if self._stale and env in self._stale:
             if env.used_slots == 0:
                 self._retire_stale(env)
             self._serve_waiters()
+            return
+        if (
+            len(self.envs) > self.config.max_concurrency  # cheap: only ever true after a reset
+            and env.idle
+            and not env.provisioned
+            and env in self.envs
+            and self._counted() > self.config.max_concurrency
+        ):
+            # it was replaced while it was being reset: one too many now
+            self.envs.remove(env)
+            self._retire_later(env, grace_s=0.0)
             return
         while self._waiters and env.free_slots > 0:
             placed, inv, on_done = self._waiters.popleft()
@@ -171,6 +192,8 @@ class Pool:
                 continue
             env.assign(inv, on_done)
             placed.set_result(None)
+        if self._waiters:
+            self._serve_waiters()  # the slot freed by a reset is taken by a fresh environment
 
     def _serve_waiters(self) -> None:
         while self._waiters:
@@ -201,16 +224,23 @@ class Pool:
         self._stale.discard(env)
         if env in self.envs:
             self.envs.remove(env)
-        self._spawn(self._replace(env))
-
-    async def _replace(self, env: Environment) -> None:
-        await env.retire(grace_s=0.5)
+        self._retire_later(env, grace_s=0.5)
         if env.provisioned and not self.closing:
-            fresh = self._create(provisioned=True)
-            if await fresh.open(self._endpoint_factory):
-                await fresh.warm()
-            elif fresh in self.envs:
-                self.envs.remove(fresh)
+            self._spawn(self._provision())
+
+    async def _provision(self) -> None:
+        fresh = self._create(provisioned=True)
+        if await fresh.open(self._endpoint_factory):
+            await fresh.warm()
+        elif fresh in self.envs:
+            self.envs.remove(fresh)
+
+    def _retire_later(self, env: Environment, grace_s: float) -> None:
+        """Retire an environment the pool has let go of; `close` waits for it (a retirement cut
+        short could leave its processes or its TMPDIR behind)."""
+        task = asyncio.ensure_future(env.retire(grace_s))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def _reap_idle(self) -> None:
         period = min(1.0, self.config.idle_timeout_s / 2)
@@ -226,22 +256,26 @@ class Pool:
                     continue
                 self.envs.remove(env)
                 log.info("environment %d retired after %.0f s idle", env.id, now - env.last_used)
-                await env.retire(grace_s=0.5)
+                self._retire_later(env, grace_s=0.5)
             self._serve_waiters()
 
-    async def close(self, grace_s: float) -> None:
-        """Stop taking work, give in-flight invocations `grace_s`, then stop every environment."""
+    async def close(self, deadline: float, term_s: float) -> None:
+        """Stop taking work; let in-flight invocations run until `term_s` before `deadline`
+        (time.monotonic()), then stop every environment: SIGTERM, SIGKILL after `term_s`.
+        Whatever was still running is answered with the error, so this ends by `deadline`."""
         self.closing = True
         for placed, _, _ in self._waiters:
             placed.cancel()
         self._waiters.clear()
-        deadline = time.monotonic() + grace_s
-        while any(env.used_slots for env in self.envs) and time.monotonic() < deadline:
+        while any(env.used_slots for env in self.envs) and time.monotonic() < deadline - term_s:
             await asyncio.sleep(0.02)
         for task in list(self._tasks):
             task.cancel()
+        if self._retiring:  # environments replaced after a reset: let them clean up
+            await asyncio.wait(list(self._retiring), timeout=max(0.0, deadline - time.monotonic()))
         envs, self.envs = self.envs, []
-        await asyncio.gather(*(env.retire(grace_s=0.5) for env in envs))
+        term_s = max(0.0, min(term_s, deadline - time.monotonic()))
+        await asyncio.gather(*(env.retire(grace_s=term_s) for env in envs))
 
 
 # --- Event invocations ------------------------------------------------------------------------
@@ -267,6 +301,7 @@ class EventQueue:
         self._retrying: dict[str, tuple[asyncio.TimerHandle, QueuedEvent]] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._active = 0
+        self._closing = False
         metrics.gauges["rie_event_queue_depth"] = lambda: self._queue.qsize() + len(self._retrying)
 
     def start(self) -> None:
@@ -275,7 +310,11 @@ class EventQueue:
         ]
 
     def submit(self, inv: Invocation) -> None:
-        self._queue.put_nowait(QueuedEvent(inv, time.time()))
+        item = QueuedEvent(inv, time.time())
+        if self._closing:  # accepted on a connection that was open when shutdown began
+            self._give_up(item, "EmulatorShutdown")
+            return
+        self._queue.put_nowait(item)
 
     @property
     def pending(self) -> int:
@@ -287,6 +326,10 @@ class EventQueue:
             self._active += 1
             try:
                 await self._attempt(item)
+            except asyncio.CancelledError:
+                # only the awaited invoke can be cut: its event has no record yet
+                self._give_up(item, "EmulatorShutdown")
+                raise
             except Exception:  # a worker must never die: log and go on with the next event
                 log.exception("event %s: unexpected failure", item.inv.request_id)
             finally:
@@ -313,7 +356,9 @@ class EventQueue:
             item.attempts,
             outcome.body[:1024].decode("utf-8", "replace"),
         )
-        if item.attempts <= self._config.event_retries and not self._pool.closing:
+        if self._closing or self._pool.closing:
+            self._give_up(item, "EmulatorShutdown")  # it would have been retried
+        elif item.attempts <= self._config.event_retries:
             self._metrics.event_retries += 1
             delay = self._config.event_retry_delay_s * 2 ** (item.attempts - 1)
             handle = asyncio.get_running_loop().call_later(delay, self._requeue, item)
@@ -345,21 +390,28 @@ class EventQueue:
                 log.error("event %s: cannot write %s: %s", item.inv.request_id, path, exc)
         self._sink.write(f"ON_FAILURE {line}".encode())
 
-    async def close(self, grace_s: float) -> None:
-        """At shutdown: let running events finish (bounded), write out every event still waiting."""
+    def stop_intake(self) -> None:
+        """Shutdown, first step: nothing more starts; every event still queued or waiting for a
+        retry is written out at once. Running ones go on (the pool bounds them)."""
+        self._closing = True
         for handle, _ in self._retrying.values():
             handle.cancel()
         waiting = [item for _, item in self._retrying.values()]
         self._retrying.clear()
         while not self._queue.empty():
             waiting.append(self._queue.get_nowait())
-        deadline = time.monotonic() + grace_s
-        while self._active and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for worker in self._workers:
-            worker.cancel()
         for item in waiting:
             self._give_up(item, "EmulatorShutdown")
+
+    async def close(self, within_s: float) -> None:
+        """Shutdown, last step (after the pool has answered every invocation): the workers record
+        the outcomes of the events they ran, then stop. A worker is never cancelled while it
+        holds an event, unless it overruns `within_s` (then its event is written out here)."""
+        deadline = time.monotonic() + within_s
+        while self._active and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for worker in self._workers:
+            worker.cancel()
 
 
 def _retry_of(first: Invocation) -> Invocation:

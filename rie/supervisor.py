@@ -1,8 +1,13 @@
 """Starting, signalling and reaping one runtime process group, and measuring its memory.
 
-Invariant: every process is started as the leader of its own session (so its process group holds
-everything the function starts), and nothing leaves here without the group being killed: a reset or
-a retirement kills the group, not just the leader, so no grandchild outlives its environment.
+Invariant: nothing the function started outlives it. Every runtime is started as the leader of its
+own session (its process group holds what it starts) and, where the machine allows one, in a
+memory cgroup of its own (which also holds what left the group with `setsid`); a reset, an exit or
+a retirement kills the group and every member of the cgroup. The runtime dies with the emulator
+(parent-death signal), and `sweep_leftovers` at start-up kills and removes what an emulator killed
+outright (`kill -9`) left behind: its cgroups with their processes, its temporary directories and
+the processes still using them. Without cgroups, a `setsid` escape of a runtime whose emulator was
+SIGKILLed is found only through the TMPDIR it inherited.
 Output (stdout and stderr on one pipe, so their order is kept) goes to a callback as it arrives.
 
 Memory: where the machine lets us make one, each runtime process gets a memory cgroup of its own,
@@ -16,12 +21,92 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 _READ_SIZE = 65536
+TMPDIR_PREFIX = "rie-"  # an environment's TMPDIR: rie-<emulator pid>-<function>-env<n>-XXXXXX
+CGROUP_PREFIX = "pyrie-"  # a runtime's memory cgroup: pyrie-<emulator pid>-env<n>-<init>
+_KILL_ROUNDS = 20  # a cgroup's members are killed until none is left (they may be forking)
+
+
+def tmpdir_prefix(function_name: str, env_id: int) -> str:
+    return f"{TMPDIR_PREFIX}{os.getpid()}-{function_name}-env{env_id}-"
+
+
+def cgroup_name(env_id: int, init: int) -> str:
+    return f"{CGROUP_PREFIX}{os.getpid()}-env{env_id}-{init}"
+
+
+def _owner(name: str, prefix: str) -> int | None:
+    """The emulator pid a leftover's name carries, if it is one of ours."""
+    if not name.startswith(prefix):
+        return None
+    owner = name[len(prefix) :].split("-", 1)[0]
+    return int(owner) if owner.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes  # only here, once: nothing else needs it
+
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl: Callable[..., int] | None = None
+_preexec_ok: bool | None = None  # None: not decided yet (at the first spawn)
+
+
+def _child_setup(cgroup_procs: str | None) -> Callable[[], None] | None:
+    """What the child does between fork and exec: join its cgroup (before it can start anything,
+    so even what it starts at once is a member) and tie itself to the emulator's life
+    (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is killed outright."""
+    global _prctl, _preexec_ok
+    if _preexec_ok is None:
+        # uvloop forks either way, so a preexec function costs nothing measurable there; the
+        # stdlib loop would give up vfork for it (several times slower per spawn): without
+        # uvloop, runtimes go without the parent-death signal and adopt their cgroup afterwards
+        _preexec_ok = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        _prctl = _load_prctl() if _preexec_ok else None
+    if not _preexec_ok:
+        return None
+    prctl = _prctl
+    if prctl is None and cgroup_procs is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if cgroup_procs is not None:
+            with contextlib.suppress(OSError):  # the emulator adopts it afterwards otherwise
+                fd = os.open(cgroup_procs, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")  # 0: the writing process
+                finally:
+                    os.close(fd)
+        if prctl is not None:
+            prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the emulator died before the signal was armed
+                os._exit(1)
+
+    return preexec
 
 
 def describe_exit(returncode: int) -> str:
@@ -102,6 +187,12 @@ class Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
+    def kill_everything(self) -> None:
+        """SIGKILL the process group and every process in the cgroup, `setsid` escapees too."""
+        self.signal_group(signal.SIGKILL)
+        if self._cgroup is not None:
+            self._cgroup.kill_members()
+
     async def stop(self, grace_s: float) -> int:
         """SIGTERM the group and give it `grace_s`, then SIGKILL it (at once when grace_s is 0)."""
         if self.returncode is None and grace_s > 0:
@@ -109,7 +200,7 @@ class Process:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), grace_s)
         # the leader may be gone while others in its group live on: kill the group regardless
-        self.signal_group(signal.SIGKILL)
+        self.kill_everything()
         code = await self.exited
         self.drain_output()
         self._close_output()
@@ -141,6 +232,7 @@ async def spawn(
     on_output: Callable[[bytes], None],
     cgroup_name: str | None = None,
 ) -> Process:
+    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
     read_fd, write_fd = os.pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -151,13 +243,15 @@ async def spawn(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,  # its own session and process group
+            preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
         )
     except BaseException:
         os.close(read_fd)
+        if cgroup is not None:
+            cgroup.remove()
         raise
     finally:
         os.close(write_fd)
-    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
     if cgroup is not None and not cgroup.adopt(proc.pid):
         cgroup.remove()
         cgroup = None
@@ -191,24 +285,34 @@ class MemoryCgroup:
         return None
 
     @classmethod
-    def _sweep(cls, base: str) -> None:
-        """Remove groups left by emulators that are gone (killed before they could clean up)."""
+    def sweep(cls, within_s: float) -> list[str]:
+        """Kill the processes of groups left by emulators that are gone (killed before they could
+        clean up), then remove the groups; the paths of those that could not be removed."""
+        base = cls._find_base()
         try:
-            names = os.listdir(base)
+            names = os.listdir(base) if base else []
         except OSError:
-            return
+            return []
+        assert base is not None
+        stale = []
         for name in names:
-            owner = name.split("-")[1] if name.startswith("pyrie-") else ""
-            if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-                with contextlib.suppress(OSError):
-                    os.rmdir(os.path.join(base, name))
+            owner = _owner(name, CGROUP_PREFIX)
+            if owner is not None and not _alive(owner):
+                group = cls(os.path.join(base, name), "")
+                group.kill_members()
+                stale.append(group)
+        deadline = time.monotonic() + within_s
+        while stale:
+            stale = [group for group in stale if not group.remove()]
+            if not stale or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # killed processes take a moment to leave their group
+        return [group.path for group in stale]
 
     @classmethod
     def create(cls, name: str) -> MemoryCgroup | None:
         if cls._base is False:
             cls._base = cls._find_base()
-            if cls._base is not None:
-                cls._sweep(cls._base)
         base = cls._base
         if not isinstance(base, str):
             return None
@@ -226,13 +330,40 @@ class MemoryCgroup:
         cls._base = None
         return None
 
+    @property
+    def procs_file(self) -> str:
+        return os.path.join(self.path, "cgroup.procs")
+
     def adopt(self, pid: int) -> bool:
         try:
-            with open(os.path.join(self.path, "cgroup.procs"), "w", encoding="ascii") as f:
+            with open(self.procs_file, "w", encoding="ascii") as f:
                 f.write(str(pid))
         except OSError:
             return False
         return True
+
+    def members(self) -> list[int]:
+        try:
+            with open(os.path.join(self.path, "cgroup.procs"), "rb") as f:
+                return [int(pid) for pid in f.read().split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill_members(self) -> None:
+        """SIGKILL every process in the group (v2: cgroup.kill; v1: one by one, until no new
+        one appears, since a member may fork while the others are being killed)."""
+        try:
+            with open(os.path.join(self.path, "cgroup.kill"), "w", encoding="ascii") as f:
+                f.write("1")
+            return
+        except OSError:
+            pass
+        for _ in range(_KILL_ROUNDS):
+            members = self.members()
+            if not members:
+                return
+            for pid in members:
+                _kill(pid)
 
     def peak_bytes(self) -> int | None:
         try:
@@ -287,3 +418,40 @@ def _descendants(pid: int) -> list[int]:
         found.extend(kids)
         todo.extend(kids)
     return found
+
+
+def sweep_leftovers(within_s: float = 1.0) -> None:
+    """At start-up: kill and remove what emulators killed outright left behind (only those whose
+    pid is gone: several emulators may run at once). Their memory cgroups go with every process
+    in them; then their temporary directories go, with any process still using one as TMPDIR
+    (which finds the `setsid` escapees of a runtime where there are no cgroups)."""
+    MemoryCgroup.sweep(within_s)
+    # where tempfile.mkdtemp may have made them, without tempfile.gettempdir()'s probe (it writes
+    # a file, which costs start-up time on a busy disk)
+    roots = {os.environ.get(var) or "" for var in ("TMPDIR", "TEMP", "TMP")} | {"/tmp", "/var/tmp"}
+    stale: set[str] = set()
+    for root in roots - {""}:
+        try:
+            names = os.listdir(root)
+        except OSError:
+            continue
+        stale.update(
+            os.path.join(root, name)
+            for name in names
+            if (owner := _owner(name, TMPDIR_PREFIX)) is not None and not _alive(owner)
+        )
+    if not stale:
+        return
+    wanted = {b"TMPDIR=" + os.fsencode(path) for path in stale}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if wanted.intersection(environ):
+            _kill(int(entry))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)

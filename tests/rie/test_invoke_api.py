@@ -82,6 +82,7 @@ def test_dry_run_is_204_and_the_function_does_not_run() -> None:
         assert pids_in_session(r.proc.pid) == [r.proc.pid], "a runtime was started for DryRun"
         assert "START" not in r.output()
         good_invoke(r)
+        r.wait_for(r"^REPORT RequestId")  # the log can reach stdout after the answer
         assert r.output().count("START RequestId") == 1
 
 

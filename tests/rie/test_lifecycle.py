@@ -161,6 +161,8 @@ def test_bootstrap_exiting_during_init_without_posting_is_runtime_exit_error() -
             body = reply.json()
             assert body["errorType"] == "Runtime.ExitError", body  # type: ignore[index]
             assert "exit status 3" in body["errorMessage"]  # type: ignore[index]
+        # the answer can reach the caller before the log reaches stdout: wait for the log
+        wait_until(lambda: r.output().count("sh init exiting with 3") >= 2, what="both inits")
         assert r.output().count("sh init exiting with 3") == 2
 
 
@@ -311,8 +313,12 @@ def test_init_over_10_s_is_cut_and_retried(tmp_path) -> None:
 
 def test_eager_init_that_fails_is_retried_by_the_first_invoke() -> None:
     with curl_sh("--init", "eager", env={"INIT_EXIT": "3"}) as r:
-        r.wait_for("sh init exiting with 3")
+        # the eager init's failure is processed (its INIT_REPORT is out) before the invoke, so
+        # the invoke must start an init of its own
+        r.wait_for(r"INIT_REPORT .*Status: error")
         reply = r.invoke({})
         assert reply.header("X-Amz-Function-Error") == "Unhandled"
         assert reply.json()["errorType"] == "Runtime.ExitError"  # type: ignore[index]
-        assert r.output().count("sh init exiting with 3") == 2
+        wait_until(
+            lambda: r.output().count("sh init exiting with 3") == 2, what="the second init's exit"
+        )

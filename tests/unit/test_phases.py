@@ -131,7 +131,12 @@ def test_no_extensions_no_shutdown_time() -> None:
     assert p.shutdown_ms == 500
 
 
-def test_the_runtime_api_routes_every_extension_path() -> None:
-    from rie import extensions, runtime_api
+def test_the_endpoint_routes_every_extension_path() -> None:
+    from rie import extensions, extensions_api
 
-    assert runtime_api.EXTENSION_PREFIXES == extensions.PREFIXES
+    routed = (
+        extensions_api.EXTENSION_BASE,
+        extensions_api.TELEMETRY_PATH,
+        extensions_api.LOGS_PATH,
+    )
+    assert routed == extensions.PREFIXES
