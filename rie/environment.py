@@ -268,6 +268,7 @@ class Environment:
                 "accountId": self.config.account_id,
             },
             self._sink.write,
+            cgroup_prefix=cgroup_name(self.id, self.init_count + 1),
             json_logs=self.config.runtime_environment(self._base_env)
             .get("AWS_LAMBDA_LOG_FORMAT", "")
             .upper()

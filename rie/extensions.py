@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from typing import Protocol
 from . import telemetry
 from .errors import RieError, RouteMethodNotAllowed, RouteNotFound
 from .invocation import Invocation
-from .logs import billed_ms
+from .logs import LineBuffer, billed_ms
 from .phases import EVENT_INVOKE, EVENT_SHUTDOWN, ExtensionApiError, ExtState, Phase, Phases
 from .supervisor import Process, spawn
 
@@ -89,11 +90,14 @@ class ExtensionHost:
         function: Mapping[str, str],  # functionName, functionVersion, handler, accountId
         sink_write: Callable[[bytes], None],
         json_logs: bool = False,
+        cgroup_prefix: str | None = None,
     ) -> None:
         self._owner = owner
         self.paths = list(paths)
         self._function = dict(function)
         self._sink_write = sink_write
+        self._cgroup_prefix = cgroup_prefix  # each extension gets a memory cgroup: <prefix>-ext<n>
+        self._lines: dict[str, LineBuffer] = {}  # each extension's output, in whole lines
         self.phases = Phases(frozenset(os.path.basename(p) for p in self.paths))
         self.telemetry = telemetry.Telemetry(json_logs)
         self.processes: dict[str, Process] = {}
@@ -115,10 +119,14 @@ class ExtensionHost:
         loop = asyncio.get_running_loop()
         self.started_at = time.perf_counter()
         self._registered = loop.create_future()
-        for path in self.paths:
+        for n, path in enumerate(self.paths):
             name = os.path.basename(path)
+            lines = self._lines[name] = LineBuffer()
+            cgroup = f"{self._cgroup_prefix}-ext{n}" if self._cgroup_prefix else None
             try:
-                process = await spawn([path], env, cwd, self._output)
+                process = await spawn(
+                    [path], env, cwd, functools.partial(self._output, lines), cgroup_name=cgroup
+                )
             except OSError as exc:
                 self._sink_write(
                     f"EXTENSION\tName: {name}\tState: LaunchError\tError: {exc}\n".encode()
@@ -137,10 +145,19 @@ class ExtensionHost:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _output(self, data: bytes) -> None:
-        self._sink_write(data)
-        if self.telemetry.active:
-            self.telemetry.output("extension", data)
+    def _output(self, lines: LineBuffer, data: bytes) -> None:
+        """An extension's output: to the function's log in whole lines (never cut into the
+        runtime's), and to telemetry as `extension` records."""
+        data = lines.feed(data)
+        if data:
+            self._sink_write(data)
+            if self.telemetry.active:
+                self.telemetry.output("extension", data)
+
+    def _end_output(self, name: str) -> None:
+        lines = self._lines.get(name)
+        if lines is not None:
+            self._output(lines, lines.flush())
 
     def _check_registered(self) -> None:
         fut = self._registered
@@ -154,7 +171,9 @@ class ExtensionHost:
     async def _watch(self, name: str, process: Process) -> None:
         code = await process.exited
         process.drain_output()
-        process.signal_group(9)  # whatever it started goes with it
+        self._end_output(name)
+        process.kill_everything()  # whatever it started goes with it
+        process.release()
         if self.stopping:
             return
         ext = self.phases.exited(name)
@@ -182,7 +201,7 @@ class ExtensionHost:
         except asyncio.CancelledError:
             self.stopping = True
             for process in [*self.processes.values(), *([runtime] if runtime else [])]:
-                process.signal_group(9)
+                process.kill_everything()
             raise
 
     async def _shutdown(
@@ -226,9 +245,11 @@ class ExtensionHost:
             with contextlib.suppress(Exception):
                 reply(0, {}, b"")  # status 0: close the connection without an answer
         self._waiting.clear()
-        processes = list(self.processes.values())
+        processes = list(self.processes.items())
         self.processes.clear()
-        await asyncio.gather(*(p.stop(0) for p in processes))
+        await asyncio.gather(*(p.stop(0) for _, p in processes))
+        for name, _ in processes:
+            self._end_output(name)
         for task in list(self._tasks):
             task.cancel()
 
