@@ -653,7 +653,7 @@ class Environment:
             if self._init_error is None:
                 self._init_error = (error_type, body)
             if self.process is not None:
-                self.process.signal_group(9)  # its exit fails the init with this error
+                self.process.kill_everything()  # its exit fails the init with this error
             return
         if self.state is not EnvState.READY:
             return
