@@ -160,6 +160,7 @@ def test_next_invocation_waits_until_the_extension_is_back_in_next(tmp_path: Pat
         assert reply2.json()["requestId"] == rid2  # type: ignore[attr-defined]
         rep = r.wait_for(rf"REPORT RequestId: {rid1}\tDuration: ([\d.]+) ms")
         out = r.output()
+        metrics = r.request("GET", "/metrics").body.decode()
     # (the extension's INVOKE line and the caller's answer race: Lambda sends INVOKE as it
     # hands the event to the runtime)
     order = [
@@ -174,6 +175,9 @@ def test_next_invocation_waits_until_the_extension_is_back_in_next(tmp_path: Pat
     # the second invocation reached the runtime only after the extension's DONE
     assert out.index(f"REPORT RequestId: {rid1}") < out.index(f"START RequestId: {rid2}")
     assert float(rep.group(1)) > 0
+    # the time the extension kept the environment after the answer is counted, and billed
+    held = re.search(r"^rie_extension_milliseconds_total(?:{[^}]*})? (\S+)$", metrics, re.M)
+    assert held is not None and float(held.group(1)) > 0
 
 
 def test_shutdown_reason_timeout_then_a_fresh_init(tmp_path: Path) -> None:
