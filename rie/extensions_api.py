@@ -4,6 +4,9 @@ A thin adapter: the calls are answered by the environment's `ExtensionHost` (rie
 which is imported only when one of these paths is called, so a function without extensions pays
 nothing for them. `event/next` is a long poll: the connection is parked until the extension's
 event comes, or let go of if the extension hangs up first.
+
+Invariant: every call gets exactly one answer (now, or once parked), unless its caller has gone;
+a body is refused unread past `BODY_LIMIT`.
 """
 
 from __future__ import annotations
