@@ -106,8 +106,6 @@ class ExtensionHost:
         self._pending: dict[str, collections.deque[bytes]] = {}
         self._registered: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.started_at = 0.0  # perf_counter when the extensions were started
-        self.busy_since = 0.0
         self.stopping = False
         self._finish_shutdown: asyncio.Future[None] | None = None
 
@@ -117,7 +115,6 @@ class ExtensionHost:
         """Start every external extension (in parallel) and wait until each has registered or
         died; the caller bounds the wait with the init timeout."""
         loop = asyncio.get_running_loop()
-        self.started_at = time.perf_counter()
         self._registered = loop.create_future()
         for n, path in enumerate(self.paths):
             name = os.path.basename(path)
@@ -361,7 +358,6 @@ class ExtensionHost:
                 "tracing": {"type": "X-Amzn-Trace-Id", "value": trace_id},
             }
         ).encode()
-        self.busy_since = time.perf_counter()
         for ext in subscribers:
             self._send_event(ext.id, payload)
         return True

@@ -11,7 +11,7 @@ a body is refused unread past `BODY_LIMIT`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from .environment import Environment
 from .errors import RequestEntityTooLarge, RieError
@@ -69,6 +69,3 @@ def mount(env: Environment, router: Router) -> None:
     for path in (TELEMETRY_PATH, LOGS_PATH):
         router.add(path, route)
         router.add(path + "/", route)
-
-
-Mount = Callable[[Environment, Router], None]
