@@ -115,8 +115,8 @@ class Environment:
         # extensions (rie/extensions.py): made per init when the function has any, or when an
         # internal one registers; None otherwise, so nothing of it runs for a plain function
         self.extensions: ExtensionHost | None = None
-        self._held: Invocation | None = None  # answered; its REPORT waits for the extensions
-        self._held_timer: asyncio.TimerHandle | None = None
+        # answered invocations whose REPORT waits for the extensions, each with its deadline
+        self._held: dict[str, tuple[Invocation, asyncio.TimerHandle]] = {}
         self._init_started_at = 0.0
         self._stopping_extensions: asyncio.Task[int | None] | None = None
         self._closing_host: ExtensionHost | None = None  # shutting down, still answering
@@ -129,7 +129,7 @@ class Environment:
 
     @property
     def free_slots(self) -> int:
-        if self.state in (EnvState.RETIRED, EnvState.RESETTING) or self._held is not None:
+        if self.state in (EnvState.RETIRED, EnvState.RESETTING) or self._held:
             return 0
         return self.capacity - self.used_slots
 
@@ -137,7 +137,7 @@ class Environment:
     def idle(self) -> bool:
         return (
             self.used_slots == 0
-            and self._held is None
+            and not self._held
             and self.state in (EnvState.COLD, EnvState.READY)
         )
 
@@ -595,43 +595,45 @@ class Environment:
             self._on_slot_free(self)
 
     def _hold(self, inv: Invocation) -> None:
-        self._held = inv
+        """The caller has its answer; the invocation's REPORT (and the environment's next
+        invocation) wait until the extensions are back in `next`, or its deadline."""
         tail = self._tails.pop(inv.request_id, None)
         if tail is not None:
             inv.tail = tail.value()
+        left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
+        timer = asyncio.get_running_loop().call_later(left_s, self._held_timed_out, inv)
+        self._held[inv.request_id] = (inv, timer)
         callback = self._done_callbacks.pop(inv.request_id, None)
         if callback is not None:
             callback(inv)
-        left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
-        self._held_timer = asyncio.get_running_loop().call_later(left_s, self._held_timed_out, inv)
 
-    def _release_held(self, status: str | None = None) -> None:
-        """The extensions are done with the held invocation (or gone): its REPORT, then the
-        environment takes its next invocation."""
-        inv, self._held = self._held, None
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
-        if inv is None:
-            return
-        assert inv.dispatched_at is not None
-        self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000, status)
-        self._hand_to_waiters()
+    def _release_held(self, timed_out: str | None = None) -> None:
+        """The extensions are done with the held invocations (or gone): their REPORTs (the one
+        whose deadline passed, `timed_out`, with `Status: timeout`), then the environment takes
+        its next invocation."""
+        held, self._held = self._held, {}
+        for request_id, (inv, timer) in held.items():
+            timer.cancel()
+            assert inv.dispatched_at is not None
+            status = "timeout" if request_id == timed_out else None
+            self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000, status)
+        if held:
+            self._hand_to_waiters()
 
     def _held_timed_out(self, inv: Invocation) -> None:
-        if self._held is not inv:
+        if inv.request_id not in self._held:
             return
         self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), ())
-        self._end_held("timeout")
+        self._end_held(inv.request_id)
         self._reset("timeout")
 
-    def _end_held(self, status: str | None = None) -> None:
-        """Report the held invocation because the environment is being reset: the slot it
-        frees must not take new work meanwhile."""
-        if self._held is None:
+    def _end_held(self, timed_out: str | None = None) -> None:
+        """Report the held invocations because the environment is being reset: the slots they
+        free must not take new work meanwhile."""
+        if not self._held:
             return
         state, self.state = self.state, EnvState.RESETTING
-        self._release_held(status)
+        self._release_held(timed_out)
         self.state = state
 
     # --- what the extensions tell (rie/extensions.py) ---------------------------------------
@@ -643,7 +645,7 @@ class Environment:
             if host is not None and host.phases.runtime_in_next and self._init_error is None:
                 self._init_finished()
                 self._hand_to_waiters()
-        elif self._held is not None:
+        elif self._held:
             self._release_held()
 
     def extension_failed(self, error_type: str, message: str) -> None:

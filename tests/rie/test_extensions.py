@@ -807,3 +807,39 @@ task_root = "{EXT_FIX}"
     assert str(plain / "python") in (with_layer.json()["PYTHONPATH"] or "")  # type: ignore[index]
     assert str(plain / "python") not in (without.json()["PYTHONPATH"] or "")  # type: ignore[index]
     assert sum("REGISTERED" in line for line in log.read_text().splitlines()) == 1
+
+
+def test_concurrent_invocations_of_one_environment_each_get_their_report(tmp_path: Path) -> None:
+    """Two invocations at once in one environment (--per-environment-concurrency 2): the
+    extension gets both INVOKEs, one after the other, and both REPORTs come once it is done."""
+    log = tmp_path / "log"
+    gate = tmp_path / "gate"
+    d = ext_dir(tmp_path, "sh-ext")
+    env = {"EXT_LOG": str(log), "EXT_GATE": str(gate)}
+    flags = ("--per-environment-concurrency", "2", "--max-concurrency", "1")
+    with with_exts(d, "handler.slow", *flags, env=env) as r:
+        replies: list[object] = []
+        threads = [
+            threading.Thread(target=lambda: replies.append(r.invoke({"sleep": 0.5})))
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        first = wait_lines(log, has("INVOKE"))[-1].split()[-1]
+        # both callers have their answers while the extension still works on the first INVOKE
+        for t in threads:
+            t.join(30)
+        rids = [reply.header("X-Amzn-RequestId") for reply in replies]  # type: ignore[attr-defined]
+        assert len(rids) == 2 and first in rids
+        assert "REPORT RequestId" not in r.output()
+        (tmp_path / f"gate.{first}").touch()
+        lines = wait_lines(log, lambda ls: sum("INVOKE" in x for x in ls) == 2)
+        (tmp_path / f"gate.{lines[-1].split()[-1]}").touch()
+        for rid in rids:
+            report(r, rid)
+        out = r.output()
+    assert sorted(x.split()[-1] for x in log.read_text().splitlines() if "DONE" in x) == sorted(
+        rids
+    )
+    for rid in rids:
+        assert out.count(f"REPORT RequestId: {rid}") == 1
