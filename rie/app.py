@@ -116,11 +116,15 @@ class Server:
             raise OSError(
                 exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
             ) from exc
+        formats = sorted({fn.config.http_format for fn in functions})
         print(
-            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
+            f"rie: HTTP front ({', '.join(formats)}) listening on http://{host}:{self.http_port}",
             file=sys.stderr,
             flush=True,
         )
+        if len(functions) > 1:
+            for line in front.describe():
+                print(f"rie:   {line}", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         # --shutdown-timeout bounds the whole of it: in-flight work gets what is left of it once
