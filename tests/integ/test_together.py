@@ -273,3 +273,16 @@ def test_two_functions_printing_at_once_keep_whole_prefixed_lines(tmp_path: Path
     # no line carries two prefixes, and none is a mix of both functions
     assert not any(re.match(r"^\[\w+\] \[\w+\] ", ln) for ln in lines)
     assert not any("RestFn line" in ln and "HttpFn line" in ln for ln in lines)
+
+
+def test_rie_invoke_pointed_at_the_http_front_says_so(tmp_path: Path) -> None:
+    with rie("--template", str(_project(tmp_path)), "--http", "127.0.0.1:0") as r:
+        host, port = _front(r)
+        done = subprocess.run(
+            [sys.executable, "-m", "rie", "invoke", "UrlFn", "--endpoint", f"http://{host}:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 3
+        assert "HTTP 404" in done.stderr and "Invoke API's address" in done.stderr
