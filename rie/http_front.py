@@ -210,7 +210,7 @@ class HttpFront:
             body = await _read_body(request, limit)
         except ConnectionResetError:
             # the client half-closed before sending all of its body: no one to invoke for
-            return web.json_response({"message": "Bad Request"}, status=400)
+            return self._answer(bound.format, failure_answer(bound.format, Failure.BAD_REQUEST))
         if body is None:
             return self._answer(bound.format, failure_answer(bound.format, Failure.TOO_LARGE))
         req = HttpRequest(
