@@ -98,10 +98,11 @@ class Server:
     async def _start_http(self, host: str, port: int) -> None:
         from .http_front import HttpFront  # only when the front is asked for
 
-        # every function is a target (routes pick one); each counts its own answers, and those
-        # that match no route are counted with the first function's
+        # every function is a target (routes pick one); each counts its own answers. Those given
+        # to no function are the only function's, or with several, counted apart
         functions = self.functions.all
-        front = HttpFront(functions, functions[0].metrics)
+        unrouted = functions[0].metrics if len(functions) == 1 else self.functions.unrouted
+        front = HttpFront(functions, unrouted)
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),

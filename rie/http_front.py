@@ -204,7 +204,7 @@ class HttpFront:
                 head.header("access-control-request-method"),
                 head.header("access-control-request-headers"),
             )
-            return self._answer(bound.format, preflight)
+            return self._answer(bound.format, preflight, counted_by=bound.target.metrics)
         limit = SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
         try:
             body = await _read_body(request, limit)
@@ -298,10 +298,13 @@ class HttpFront:
         answer: HttpAnswer,
         bound: _Bound | None = None,
         origin: str | None = None,
+        counted_by: Metrics | None = None,
     ) -> web.Response:
+        """The answer, with the CORS headers of `bound`, counted by `counted_by`, else by
+        `bound`'s function, else as an answer given to no function."""
         if bound is not None:
             answer = with_cors(answer, bound.cors, origin)
-        metrics = self._metrics if bound is None else bound.target.metrics
+        metrics = counted_by or (self._metrics if bound is None else bound.target.metrics)
         metrics.http_answers[(fmt.value, answer.status)] += 1
         response = web.Response(status=answer.status, body=answer.body)
         for name, value in answer.headers:

@@ -152,9 +152,20 @@ def test_a_templates_api_httpapi_and_url_functions_behind_one_front(tmp_path: Pa
         # every sample carries its function; the front's answers are counted per function
         metrics = r.request("GET", "/metrics").body.decode()
         samples = [ln for ln in metrics.splitlines() if ln and not ln.startswith("#")]
+        unrouted = [ln for ln in samples if ln.startswith("rie_http_unrouted_total")]
+        assert unrouted == [
+            'rie_http_unrouted_total{front="http",format="rest-api",code="404"} 1'
+        ], metrics  # the 404 is no function's (its format is the first function's)
+        samples = [ln for ln in samples if ln not in unrouted]
         assert samples and all('function="' in ln for ln in samples), metrics
-        for fn, fmt in (("RestFn", "rest-api"), ("HttpFn", "http-api"), ("UrlFn", "function-url")):
-            wanted = f'rie_http_requests_total{{function="{fn}",front="http",format="{fmt}",code="200"}} 1'
+        assert 'code="404"' not in metrics.replace(unrouted[0], ""), metrics
+        for fn, fmt, n in (
+            ("RestFn", "rest-api", 1),
+            ("HttpFn", "http-api", 1),
+            ("UrlFn", "function-url", 2),  # its preflight included
+        ):
+            labels = f'function="{fn}",front="http",format="{fmt}",code="200"'
+            wanted = f"rie_http_requests_total{{{labels}}} {n}"
             assert wanted in samples, metrics
         invoked = re.findall(r'rie_invocations_total\{function="(\w+)",.*\} 1', metrics)
         assert sorted(invoked) == ["HttpFn", "RestFn", "UrlFn"]
