@@ -131,6 +131,15 @@ class HttpFront:
         self._metrics = unrouted
         self._routes = [(route, b) for b in self._bound for route in b.routes]
         self._by_name = {b.target.config.function_name: b for b in self._bound}
+        owners: dict[str, str] = {}
+        for route, b in self._routes:
+            name = b.target.config.function_name
+            first = owners.setdefault(route.key, name)
+            if first != name:
+                # one API would refuse the second; here both are on one front: the first serves
+                log.warning(
+                    "route %s is given by %s and %s: %s serves it", route.key, first, name, first
+                )
         self._background: set[asyncio.Future[None]] = set()
 
     def build_app(self) -> web.Application:

@@ -270,6 +270,9 @@ def derive(base: Config, name: str, s: Settings, origin: str) -> Config:
         return float(s[key]) if key in s else default
 
     http = http_settings(base, s, origin)
+    cors_given = any(key.startswith("cors_") for key in s) or "http_invoke_mode" in s
+    if cors_given and http["http_format"] != "function-url":
+        warnings.append(f"{origin}: cors_* and http_invoke_mode apply to function-url only")
 
     config = dataclasses.replace(
         base,

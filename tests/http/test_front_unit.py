@@ -103,3 +103,14 @@ def test_lambda_url_paths_reach_each_of_several_functions() -> None:
         "items (http-api)",
         "other (http-api)",
     ]
+
+
+def test_a_route_given_twice_is_served_by_the_first_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = _target("first", "GET /same"), _target("second", "GET /same")
+    with caplog.at_level("WARNING", logger="rie"):
+        front = HttpFront([first, second], Metrics(128))
+    assert "route GET /same is given by first and second: first serves it" in caplog.text
+    found = front._route("GET", "/same")
+    assert found is not None and found[0].target is first

@@ -297,3 +297,32 @@ def test_rie_invoke_pointed_at_the_http_front_says_so(tmp_path: Path) -> None:
         )
         assert done.returncode == 3
         assert "HTTP 404" in done.stderr and "Invoke API's address" in done.stderr
+
+
+def test_a_streaming_function_url_among_several_functions(tmp_path: Path) -> None:
+    streaming = REPO / "examples" / "streaming"
+    template = _project(tmp_path)
+    template.write_text(
+        template.read_text()
+        + f"""
+  StreamFn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: {streaming}
+      FunctionUrlConfig: {{AuthType: NONE, InvokeMode: RESPONSE_STREAM}}
+"""
+    )
+    with rie("--template", str(template), "--http", "127.0.0.1:0") as r:
+        conn = http.client.HTTPConnection(*_front(r), timeout=30)
+        try:
+            conn.request("GET", "/lambda-url/StreamFn/?count=3")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("Transfer-Encoding") == "chunked"
+            first = resp.readline()  # arrives while the function still writes the others
+            rest = resp.read()
+        finally:
+            conn.close()
+        lines = (first + rest).decode().splitlines()
+        assert [ln.split(",")[0] for ln in lines] == [f"line {i} of 3" for i in (1, 2, 3)]
+        # the others are still buffered: the template's Api function answers as before
+        assert _get(_front(r), "/rest/5").json()["params"] == {"id": "5"}

@@ -118,3 +118,11 @@ def test_bad_front_keys_are_refused(tmp_path: Path, body: str, message: str) -> 
     with pytest.raises(ConfigError, match=message) as info:
         load_all(["--config", _config(tmp_path, body)], {})
     assert "function a" in str(info.value) or "[functions.a]" in str(info.value)
+
+
+def test_cors_beside_an_api_format_is_warned_of(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path, '[functions.a]\nhttp_format = "http-api"\ncors_allow_origins = ["*"]\n'
+    )
+    [a] = load_all(["--config", path, "--http", "0"], {})
+    assert any("cors_* and http_invoke_mode apply to function-url only" in w for w in a.warnings)
