@@ -326,7 +326,8 @@ def _add_http_flags(p: argparse.ArgumentParser) -> None:
     http.add_argument(
         "--http",
         metavar="[HOST:]PORT",
-        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+        help="serve plain HTTP requests to the functions here (loopback unless a host is given; "
+        "with several functions, /lambda-url/NAME/... reaches NAME)",
     )
     http.add_argument(
         "--http-format",
