@@ -123,7 +123,8 @@ class _Bound:
 
 
 class HttpFront:
-    """Routes requests to targets; with no routes anywhere, one target takes every request."""
+    """Routes requests to targets: by route across every function; with several functions,
+    `/lambda-url/NAME/...` to NAME; with one function and no routes, every request to it."""
 
     def __init__(self, targets: Sequence[Target], unrouted: Metrics) -> None:
         """`unrouted` counts the answers given before a target was found (no route matched)."""
