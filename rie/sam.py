@@ -397,15 +397,20 @@ def settings_of(
 def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[str, Any]:
     """The HTTP front a function sits behind, as `sam local start-api` and AWS would put it: `Api`
     events a REST API (payload 1.0), `HttpApi` events an HTTP API (payload 2.0, unless the event's
-    PayloadFormatVersion is "1.0"), else a `FunctionUrlConfig` a Function URL (its InvokeMode and
-    Cors). The front's settings are one per function here, so the first API event decides."""
+    PayloadFormatVersion is "1.0"; their TimeoutInMillis the integration timeout), else a
+    `FunctionUrlConfig` a Function URL (its InvokeMode and Cors). The front's settings are one per function here, so the first API event decides."""
     kinds = []
+    timeouts = []
     for event in (props.get("Events") or {}).values():
         if isinstance(event, dict) and event.get("Type") in ("Api", "HttpApi"):
-            version = str((event.get("Properties") or {}).get("PayloadFormatVersion", "2.0"))
+            event_props = event.get("Properties") or {}
+            version = str(event_props.get("PayloadFormatVersion", "2.0"))
             kinds.append(
                 "rest-api" if event["Type"] == "Api" or version.startswith("1") else "http-api"
             )
+            timeout = event_props.get("TimeoutInMillis")
+            if isinstance(timeout, int | str) and str(timeout).isdigit() and int(timeout) > 0:
+                timeouts.append(int(timeout) / 1000)
     url = props.get("FunctionUrlConfig")
     if kinds:
         if len(set(kinds)) > 1:
@@ -415,7 +420,11 @@ def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[
             )
         if isinstance(url, dict):
             warnings.append(f"{where}: FunctionUrlConfig is ignored beside its Api/HttpApi events")
-        return {"http_format": kinds[0]}
+        front: dict[str, Any] = {"http_format": kinds[0]}
+        if timeouts:
+            # the events' integration timeout (SAM's TimeoutInMillis); the longest if they differ
+            front["http_integration_timeout"] = max(timeouts)
+        return front
     if not isinstance(url, dict):
         return {}
     out: dict[str, Any] = {"http_format": "function-url"}

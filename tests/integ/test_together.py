@@ -33,6 +33,10 @@ def handler(event, context):
         print(f"{context.function_name} unfinished", end="")
         return {"done": context.function_name}
     print("serving", context.function_name)
+    if (event.get("queryStringParameters") or {}).get("sleep"):
+        import time
+        time.sleep(float(event["queryStringParameters"]["sleep"]))
+        print("slept", context.aws_request_id)
     http = (event.get("requestContext") or {}).get("http") or {}
     return {
         "statusCode": 200,
@@ -326,3 +330,21 @@ def test_a_streaming_function_url_among_several_functions(tmp_path: Path) -> Non
         assert [ln.split(",")[0] for ln in lines] == [f"line {i} of 3" for i in (1, 2, 3)]
         # the others are still buffered: the template's Api function answers as before
         assert _get(_front(r), "/rest/5").json()["params"] == {"id": "5"}
+
+
+def test_a_templates_timeout_in_millis_is_api_gateways_timeout(tmp_path: Path) -> None:
+    template = _project(tmp_path)
+    template.write_text(
+        template.read_text().replace(
+            '{Path: "/rest/{id}", Method: get}',
+            '{Path: "/rest/{id}", Method: get, TimeoutInMillis: 200}',
+        )
+    )
+    with rie("--template", str(template), "--http", "127.0.0.1:0") as r:
+        where = _front(r)
+        late = _get(where, "/rest/1?sleep=1.5")
+        assert late.status == 504 and late.json() == {"message": "Endpoint request timed out"}
+        # API Gateway stopped waiting; the invocation runs to its end all the same
+        request_id = r.wait_for(r"\[RestFn\] slept (\S+)", 30).group(1)
+        r.wait_for(rf"\[RestFn\] REPORT RequestId: {request_id}", 30)
+        assert _get(where, "/http/1?sleep=0.5").status == 200  # its own default (30 s)

@@ -126,3 +126,11 @@ def test_cors_beside_an_api_format_is_warned_of(tmp_path: Path) -> None:
     )
     [a] = load_all(["--config", path, "--http", "0"], {})
     assert any("cors_* and http_invoke_mode apply to function-url only" in w for w in a.warnings)
+
+
+def test_timeout_in_millis_is_the_integration_timeout() -> None:
+    events = {"A": _api("Api", TimeoutInMillis=2500), "B": _api("Api", TimeoutInMillis="900")}
+    assert front_of({"Events": events}, "t: Fn", []) == {
+        "http_format": "rest-api",
+        "http_integration_timeout": 2.5,
+    }
