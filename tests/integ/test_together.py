@@ -24,6 +24,8 @@ pytest.importorskip("yaml")
 APP = """
 import json, sys
 def handler(event, context):
+    if event.get("fail"):
+        raise ValueError("asked to fail")
     if event.get("shout"):
         # several writes per line, a line without its newline, a long line: all whole in the log
         for i in range(200):
@@ -249,6 +251,13 @@ def test_rie_invoke_against_several_functions(tmp_path: Path) -> None:
         assert "this rie serves: RestFn, HttpFn, UrlFn" in unknown.stderr
         # with several functions `function` names none of them
         assert invoke().returncode == 3
+        event = tmp_path / "fail.json"
+        event.write_text('{"fail": true}')
+        failed = invoke("RestFn", "--event", str(event))
+        assert failed.returncode == 1 and json.loads(failed.stdout)["errorType"] == "ValueError"
+        for kind in ("Event", "DryRun"):
+            accepted = invoke("UrlFn", "--type", kind)
+            assert accepted.returncode == 0, accepted.stderr
 
 
 def test_two_functions_printing_at_once_keep_whole_prefixed_lines(tmp_path: Path) -> None:
