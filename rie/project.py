@@ -67,6 +67,7 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "cors_allow_credentials": ((bool,), "true or false"),
 }
 _BOOLEAN_KEYS = frozenset({"cors_allow_credentials"})
+_CORS_KEYS = tuple(key for key in KEYS if key.startswith("cors_"))
 # flags that, given on the command line, win over every function's own setting
 _CLI_OVERRIDES = (
     "timeout",
@@ -132,24 +133,10 @@ def http_overrides(a: argparse.Namespace, base: Config) -> Settings:
         out["http_invoke_mode"] = a.http_invoke_mode
     if a.http_integration_timeout is not None:
         out["http_integration_timeout"] = a.http_integration_timeout
-    cors_given = (
-        base.cors_allow_origins
-        or base.cors_allow_methods
-        or base.cors_allow_headers
-        or base.cors_expose_headers
-        or base.cors_max_age
-        or base.cors_allow_credentials
-    )
-    if cors_given:
+    cors = {key: getattr(base, key) for key in _CORS_KEYS}
+    if any(cors.values()):
         # CORS flags describe one whole configuration: given, they replace the file's
-        out.update(
-            cors_allow_origins=list(base.cors_allow_origins),
-            cors_allow_methods=list(base.cors_allow_methods),
-            cors_allow_headers=list(base.cors_allow_headers),
-            cors_expose_headers=list(base.cors_expose_headers),
-            cors_max_age=base.cors_max_age,
-            cors_allow_credentials=base.cors_allow_credentials,
-        )
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in cors.items()})
     return out
 
 
