@@ -541,6 +541,7 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
             ("--handler", a.handler),
             ("--task-root", a.task_root),
             ("--function-name", a.function_name),
+            ("--route", a.route),  # a route names its function
         ):
             if value:
                 raise ConfigError(

@@ -134,3 +134,9 @@ def test_timeout_in_millis_is_the_integration_timeout() -> None:
         "http_format": "rest-api",
         "http_integration_timeout": 2.5,
     }
+
+
+def test_a_route_on_the_command_line_is_refused_beside_a_file(tmp_path: Path) -> None:
+    path = _config(tmp_path, "[functions.a]\n")
+    with pytest.raises(ConfigError, match="--route with --config/--template: give it per function"):
+        load_all(["--config", path, "--http", "0", "--route", "GET /x"], {})
