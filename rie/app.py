@@ -139,10 +139,11 @@ class Server:
     async def _start_http(self, host: str, port: int) -> None:
         from .http_front import HttpFront  # only when the front is asked for
 
-        # every function is a target (routes pick one); each counts its own answers, and those
-        # that match no route are counted with the first function's
+        # every function is a target (routes pick one); each counts its own answers. Those given
+        # to no function are the only function's, or with several, counted apart
         functions = self.functions.all
-        front = HttpFront(functions, functions[0].metrics)
+        unrouted = functions[0].metrics if len(functions) == 1 else self.functions.unrouted
+        front = HttpFront(functions, unrouted)
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),
@@ -157,11 +158,15 @@ class Server:
             raise OSError(
                 exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
             ) from exc
+        formats = sorted({fn.config.http_format for fn in functions})
         print(
-            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
+            f"rie: HTTP front ({', '.join(formats)}) listening on http://{host}:{self.http_port}",
             file=sys.stderr,
             flush=True,
         )
+        if len(functions) > 1:
+            for line in front.describe():
+                print(f"rie:   {line}", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         # --shutdown-timeout bounds the whole of it: in-flight work gets what is left of it once

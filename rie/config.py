@@ -358,7 +358,8 @@ def _add_http_flags(p: argparse.ArgumentParser) -> None:
     http.add_argument(
         "--http",
         metavar="[HOST:]PORT",
-        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+        help="serve plain HTTP requests to the functions here (loopback unless a host is given; "
+        "with several functions, /lambda-url/NAME/... reaches NAME)",
     )
     http.add_argument(
         "--http-format",
@@ -572,6 +573,7 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
             ("--handler", a.handler),
             ("--task-root", a.task_root),
             ("--function-name", a.function_name),
+            ("--route", a.route),  # a route names its function
         ):
             if value:
                 raise ConfigError(

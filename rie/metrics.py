@@ -227,10 +227,21 @@ class Metrics:
         )
 
 
-def render(by_function: Sequence[tuple[str, Metrics]]) -> str:
+def render(by_function: Sequence[tuple[str, Metrics]], unrouted: Metrics | None = None) -> str:
     """The Prometheus text of several functions' metrics: one HELP/TYPE per metric name, each
-    sample labelled with its function (`function="NAME"`; no label for an empty name)."""
+    sample labelled with its function (`function="NAME"`; no label for an empty name). `unrouted`
+    holds the HTTP front's answers to requests it gave to no function: they belong to none, so
+    they are a family of their own, `rie_http_unrouted_total`, without a function label."""
     merged: dict[str, tuple[str, str, list[str]]] = {}
+    if unrouted is not None and unrouted.http_answers:
+        merged["rie_http_unrouted_total"] = (
+            "counter",
+            "Requests the HTTP front could give to no function, by format and status.",
+            [
+                f'rie_http_unrouted_total{{front="http",format="{fmt}",code="{code}"}} {n}'
+                for (fmt, code), n in sorted(unrouted.http_answers.items())
+            ],
+        )
     for function_name, metrics in by_function:
         extra: Labels = (("function", function_name),) if function_name else ()
         for name, kind, help_text, samples in metrics.families():
