@@ -843,3 +843,17 @@ def test_concurrent_invocations_of_one_environment_each_get_their_report(tmp_pat
     )
     for rid in rids:
         assert out.count(f"REPORT RequestId: {rid}") == 1
+
+
+def test_an_extension_that_cannot_start_fails_the_init(tmp_path: Path) -> None:
+    d = ext_dir(tmp_path)
+    broken = d / "broken-ext"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    with with_exts(d, "handler.echo", env={}) as r:
+        reply = r.invoke({})
+        assert reply.json()["errorType"] == "Extension.LaunchError"  # type: ignore[index]
+        r.wait_for(r"EXTENSION\tName: broken-ext\tState: LaunchError")
+        # the runtime never started
+        assert "handler echo" not in r.output()
+    assert_gone(r)
