@@ -15,21 +15,65 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 from . import logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
 from .functions import Function, Functions
-from .httpserver import Runner, listen
-from .invoke_api import Services, build_app
 from .supervisor import MemoryCgroup, sweep_leftovers
+
+if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
+    from .httpserver import Runner
 
 log = logging.getLogger("rie")
 
 
+@contextmanager
+def _client_tls_without_certificates() -> Iterator[None]:
+    """aiohttp creates two TLS contexts for its client when it is imported, loading the system's
+    CA certificates into each (about 50 ms of a 150 ms import). The `rie` process serves and
+    never uses aiohttp's client: there, they are made without certificates (a client in that
+    process would fail verification rather than skip it)."""
+    import ssl
+
+    context = ssl.SSLContext
+    saved = context.load_default_certs, context.set_default_verify_paths
+    context.load_default_certs = lambda self, purpose=None: None  # type: ignore[method-assign]
+    context.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        context.load_default_certs, context.set_default_verify_paths = saved  # type: ignore[method-assign]
+
+
+def _import_http_layer(own_process: bool) -> None:
+    """Import the Invoke API (run in a thread while the loop starts environments)."""
+    # the loop's thread is to get the GIL back within 0.5 ms, not 5, whenever a runtime needs
+    # an answer or a process is to be spawned, while this thread imports
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        lean = own_process and "aiohttp" not in sys.modules
+        with _client_tls_without_certificates() if lean else nullcontext():
+            from . import httpserver, invoke_api  # noqa: F401
+    finally:
+        sys.setswitchinterval(interval)
+
+
 class Server:
-    def __init__(self, configs: Config | Sequence[Config], environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        configs: Config | Sequence[Config],
+        environ: Mapping[str, str],
+        *,
+        own_process: bool = False,
+    ) -> None:
+        """`own_process`: the emulator is alone in its process (the `rie` command), so that
+        aiohttp may be imported without its client's CA certificates."""
+        self._own_process = own_process
         configs = [configs] if isinstance(configs, Config) else list(configs)
         self.config = configs[0]
         self.sink = logs.Sink()
@@ -66,8 +110,23 @@ class Server:
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
         sweep_leftovers()
-        # provisioned environments of every function are ready before the first caller
-        await asyncio.gather(*(fn.start() for fn in self.functions))
+        # aiohttp's import is most of rie's start-up: it runs in a thread while the first
+        # environments start, so that their runtimes' init (which Lambda may run ahead of the
+        # first invoke) is hidden behind it rather than added to it
+        importing = None
+        if "rie.invoke_api" not in sys.modules:
+            importing = asyncio.get_running_loop().run_in_executor(
+                None, _import_http_layer, self._own_process
+            )
+        try:
+            # provisioned environments of every function are ready before the first caller
+            await asyncio.gather(*(fn.start() for fn in self.functions))
+        finally:
+            if importing is not None:
+                await importing
+        from .httpserver import listen
+        from .invoke_api import Services, build_app
+
         if any(fn.config.watch for fn in self.functions):
             from . import reload  # watchfiles only with --watch
 
@@ -97,6 +156,7 @@ class Server:
 
     async def _start_http(self, host: str, port: int) -> None:
         from .http_front import HttpFront  # only when the front is asked for
+        from .httpserver import listen
 
         # every function is a target (routes pick one); each counts its own answers, and those
         # that match no route are counted with the first function's
@@ -172,12 +232,14 @@ def _shares(grace_s: float) -> tuple[float, float]:
     return term_s, min(0.25, grace_s / 8)
 
 
-async def serve(configs: Config | Sequence[Config], environ: Mapping[str, str]) -> int:
+async def serve(
+    configs: Config | Sequence[Config], environ: Mapping[str, str], own_process: bool = False
+) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = Server(configs, environ)
+    server = Server(configs, environ, own_process=own_process)
     try:
         await server.start()
     except OSError as exc:
@@ -195,5 +257,5 @@ def run(configs: Config | Sequence[Config], environ: Mapping[str, str] | None = 
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(configs, environ))
-    return uvloop.run(serve(configs, environ))
+        return asyncio.run(serve(configs, environ, own_process=True))
+    return uvloop.run(serve(configs, environ, own_process=True))
