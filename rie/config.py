@@ -151,6 +151,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _check_can_listen(host: str, flag: str) -> None:
+    """Refuse at start-up a loopback address this machine cannot listen on (e.g. ::1 without
+    IPv6), rather than failing every environment's start later."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError as exc:
+        raise ConfigError(
+            f"{flag}: cannot listen on {host}: {exc.strerror or exc}; "
+            "use 127.0.0.1:PORT or another loopback address this machine has"
+        ) from None
+
+
 def parse_env_pairs(pairs: Sequence[str], origin: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
@@ -189,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     official.add_argument(
         "--runtime-api-address",
         metavar="HOST:PORT",
-        help="the first environment's Runtime API, always on loopback (default 127.0.0.1:9001)",
+        help="the first environment's Runtime API, always on loopback: 127.x.y.z:PORT or [::1]:PORT; port 0 for a free one (default 127.0.0.1:9001)",
     )
     official.add_argument(
         "--log-level", default=None, help="debug, info, warn or error (default info)"
@@ -580,6 +596,8 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
             f"the Runtime API listens on loopback only: using 127.0.0.1 instead of {runtime_address.host}"
         )
         runtime_address = Address("127.0.0.1", runtime_address.port)
+    else:
+        _check_can_listen(runtime_address.host, "--runtime-api-address")
 
     log_level = (a.log_level or env.get("LOG_LEVEL") or "info").lower()
     if log_level == "warning":

@@ -49,6 +49,11 @@ class Endpoint(Protocol):
 
     port: int
 
+    @property
+    def address(self) -> str:
+        """host:port as bound, for AWS_LAMBDA_RUNTIME_API (an IPv6 host in brackets)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -192,7 +197,7 @@ class Environment:
     def runtime_environment(self) -> dict[str, str]:
         assert self.endpoint is not None
         env = self.config.runtime_environment(self._base_env)
-        env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{self.endpoint.port}"
+        env["AWS_LAMBDA_RUNTIME_API"] = self.endpoint.address
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
         env["TMPDIR"] = self.tmpdir
         if self.provisioned:

@@ -38,7 +38,12 @@ _INIT_WARNING = (
     "loaded; the error follows.\r"
 )
 _DEFAULT_RESPONSE_LIMIT = 6291556
-_PRELOAD_AFTER = 16  # invocations served back to back before preloading without waiting for idle
+_PRELOAD_AFTER = 16
+# a `next` that answers no invocation is asked again this many times in all, 50 ms apart, doubling
+_NEXT_ATTEMPTS = 5
+_NEXT_RETRY_DELAY_S = (
+    0.05  # invocations served back to back before preloading without waiting for idle
+)
 
 
 class _Terminate(BaseException):
@@ -76,6 +81,13 @@ def _preload(want_asyncio: bool) -> None:
             import uvloop  # noqa: F401
         except ImportError:
             pass
+
+
+def _describe(answer: Response) -> str:
+    if answer.status == 200:
+        return "200 without a Lambda-Runtime-Aws-Request-Id header"
+    text = answer.body[:200].decode("utf-8", "replace")
+    return f"{answer.status} {text}".rstrip()
 
 
 def _stream_of(result: Any) -> tuple[Any, str] | None:
@@ -190,6 +202,8 @@ class Runtime:
             while not self._terminating:
                 self._waiting = True
                 event = client.next(None if self._preloaded else self._preload_now)
+                if event.status != 200 or not event.headers.get("lambda-runtime-aws-request-id"):
+                    event = self._retry_next(event)
                 self._waiting = False
                 self.invoke(handler, event)
                 self._served += 1
@@ -204,6 +218,25 @@ class Runtime:
             client.close()
         return 0
 
+    def _retry_next(self, answer: Response) -> Response:
+        """`next` answered something that is not an invocation: never run the handler on it.
+        Ask again a few times with a short backoff (a passing fault), then exit non-zero."""
+        import time
+
+        delay = _NEXT_RETRY_DELAY_S
+        for _ in range(_NEXT_ATTEMPTS - 1):
+            sys.stderr.write(f"pyrie runtime: next answered {_describe(answer)}; asking again\n")
+            time.sleep(delay)
+            delay *= 2
+            answer = self.client.next()
+            if answer.status == 200 and answer.headers.get("lambda-runtime-aws-request-id"):
+                return answer
+        sys.stderr.write(
+            f"pyrie runtime: next answered {_describe(answer)} {_NEXT_ATTEMPTS} times in a row; "
+            "exiting without running the handler\n"
+        )
+        raise SystemExit(1)
+
     def _preload_now(self) -> None:
         # Import what invocations will need (orjson; asyncio for async handlers) on a helper
         # thread, during a wait for work: never on the way to the first `next`, and not while
@@ -211,7 +244,16 @@ class Runtime:
         self._preloaded = True
         import _thread
 
-        _thread.start_new_thread(_preload, (self._async_handler,))
+        # The thread inherits this mask, so it blocks SIGTERM and SIGINT from its first
+        # instruction: were one delivered to it before it could block them itself, the main
+        # thread would stay in `next`'s recv and never run the handler. Here, a signal that
+        # comes meanwhile waits, then goes to the main thread.
+        signals = {_signal.SIGTERM, _signal.SIGINT}
+        previous = _signal.pthread_sigmask(_signal.SIG_BLOCK, signals)
+        try:
+            _thread.start_new_thread(_preload, (self._async_handler,))
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, previous)
 
     def invoke(self, handler: Handler, event: Response) -> None:
         headers = event.headers

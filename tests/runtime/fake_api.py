@@ -115,6 +115,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, b'{"errorMessage":"not found"}')
             return
         with api.lock:
+            scripted = api.next_answers.pop(0) if api.next_answers else None
+        if scripted is not None:
+            self._reply(*scripted)  # an answer that is not an invocation
+            return
+        with api.lock:
             api.waiting += 1
             api.cond.notify_all()
         try:
@@ -214,10 +219,13 @@ class FakeRuntimeApi:
         close_after_reply: bool = False,
         drop_after_post: bool = False,
         chunked_next: bool = False,
+        next_answers: list[tuple[int, bytes]] | None = None,
     ) -> None:
         self.close_after_reply = close_after_reply
         self.drop_after_post = drop_after_post
         self.chunked_next = chunked_next
+        # (status, body) answered to the first `next` calls instead of an invocation
+        self.next_answers = list(next_answers or [])
         self.events: queue.Queue[Event] = queue.Queue()
         self.active: dict[str, Event] = {}
         self.requests: list[Recorded] = []
