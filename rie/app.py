@@ -125,7 +125,7 @@ class Server:
             if importing is not None:
                 await importing
         from .httpserver import listen
-        from .invoke_api import Services, build_app
+        from .invoke_api import Services, build_app, fast_invoke_path
 
         if any(fn.config.watch for fn in self.functions):
             from . import reload  # watchfiles only with --watch
@@ -142,6 +142,7 @@ class Server:
             fallback=False,
             head_timeout_s=self.config.request_head_timeout_s,
             keepalive_timeout_s=self.config.keepalive_timeout_s,
+            handler=fast_invoke_path,
             # by the time connections are closed every invocation is answered: this only bounds
             # a caller that is slow to read its answer
             shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
