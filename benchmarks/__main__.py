@@ -179,8 +179,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, full: bool) -> int
         if plot_note:
             print(plot_note)
     results_md.parent.mkdir(parents=True, exist_ok=True)
+    kept = report.kept_sections(results_md)
     results_md.write_text(
-        report.results_markdown(_complete(results), plot_paths, results_md, plot_note)
+        report.results_markdown(_complete(results), plot_paths, results_md, plot_note) + kept
     )
     print(
         f"\nraw results: {json_path}\nmarkdown: {results_md}"
