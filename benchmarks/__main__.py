@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(
             "not run from a virtual environment: start-up figures include the base interpreter's .pth files"
         )
+    compiled = harness.compile_sources()
+    if compiled:
+        notes.append(compiled)
     why_go = harness.peer_rie_problem(args.peer_rie)
     if why_go:
         notes.append(f"Go emulator: skipped ({why_go})")
