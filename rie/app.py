@@ -15,11 +15,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import logs, runtime_api
+from . import lean_aiohttp, logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
 from .functions import Function, Functions
@@ -31,34 +30,21 @@ if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runt
 log = logging.getLogger("rie")
 
 
-@contextmanager
-def _client_tls_without_certificates() -> Iterator[None]:
-    """aiohttp creates two TLS contexts for its client when it is imported, loading the system's
-    CA certificates into each (about 50 ms of a 150 ms import). The `rie` process serves and
-    never uses aiohttp's client: there, they are made without certificates (a client in that
-    process would fail verification rather than skip it)."""
-    import ssl
-
-    context = ssl.SSLContext
-    saved = context.load_default_certs, context.set_default_verify_paths
-    context.load_default_certs = lambda self, purpose=None: None  # type: ignore[method-assign]
-    context.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        context.load_default_certs, context.set_default_verify_paths = saved  # type: ignore[method-assign]
-
-
 def _import_http_layer(own_process: bool) -> None:
-    """Import the Invoke API (run in a thread while the loop starts environments)."""
+    """Import the Invoke API (run in a thread while the loop starts environments). In the `rie`
+    process, aiohttp is entered without its client (see lean_aiohttp)."""
     # the loop's thread is to get the GIL back within 0.5 ms, not 5, whenever a runtime needs
     # an answer or a process is to be spawned, while this thread imports
     interval = sys.getswitchinterval()
     sys.setswitchinterval(min(interval, 0.0005))
     try:
-        lean = own_process and "aiohttp" not in sys.modules
-        with _client_tls_without_certificates() if lean else nullcontext():
-            from . import httpserver, invoke_api  # noqa: F401
+        if own_process and lean_aiohttp.enter_server_side():
+            try:
+                from . import httpserver, invoke_api
+            except Exception as exc:
+                log.debug("aiohttp's server could not be imported on its own (%s)", exc)
+                lean_aiohttp.abandon("rie.httpserver", "rie.invoke_api", "rie.catalog")
+        from . import httpserver, invoke_api  # noqa: F401
     finally:
         sys.setswitchinterval(interval)
 
@@ -72,7 +58,7 @@ class Server:
         own_process: bool = False,
     ) -> None:
         """`own_process`: the emulator is alone in its process (the `rie` command), so that
-        aiohttp may be imported without its client's CA certificates."""
+        aiohttp may be entered without its client."""
         self._own_process = own_process
         configs = [configs] if isinstance(configs, Config) else list(configs)
         self.config = configs[0]
