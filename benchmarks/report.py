@@ -280,7 +280,7 @@ def _issue12_goals(
         add(
             "burst",
             big["cold_starts_per_second"] >= 40,
-            f"{big['cold_starts_per_second']:.0f}/s (burst of {big['burst']})"
+            f"{big['cold_starts_per_second']:.1f}/s (burst of {big['burst']})"
             + (f"; floor {floor['cold_starts_per_second']:.0f}/s" if floor else ""),
         )
     else:
