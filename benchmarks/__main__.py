@@ -25,6 +25,7 @@ from benchmarks.scenarios import (
     cold_start,
     concurrency,
     emulator,
+    extensions,
     http_front,
     memory,
     payload,
@@ -39,6 +40,7 @@ SCENARIOS = {
     "memory": memory,
     "concurrency": concurrency,
     "http_front": http_front,
+    "extensions": extensions,
 }
 
 

@@ -436,18 +436,23 @@ class InvokeClient:
 
 
 def timed_invokes(
-    client: InvokeClient, count: int, body: bytes, budget_s: float = TIME_LIMIT_S
+    client: InvokeClient,
+    count: int,
+    body: bytes,
+    budget_s: float = TIME_LIMIT_S,
+    path: str = INVOKE_PATH,
 ) -> list[int]:
-    """`count` invokes one after the other (bounded by `budget_s`); each round trip in ns."""
+    """`count` invokes (POSTs to `path`) one after the other (bounded by `budget_s`); each round
+    trip in ns."""
     out = []
     stop = time.perf_counter_ns() + int(budget_s * 1e9)
     clock = time.perf_counter_ns
     for _ in range(count):
         t0 = clock()
-        status, reply = client.invoke(body)
+        status, reply = client.invoke(body, path)
         t1 = clock()
         if status != 200:
-            raise RuntimeError(f"invoke answered {status}: {reply[:300]!r}")
+            raise RuntimeError(f"{path} answered {status}: {reply[:300]!r}")
         out.append(t1 - t0)
         if t1 > stop:
             break

@@ -551,6 +551,31 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
             ),
         ]
         out.append((hf["title"], [hf["method"], "", *lines, *_skips(hf)]))
+    ex = results.get("extensions")
+    if ex and ex.get("rows"):
+        lines = _table(
+            ["variant", "n", "median µs", "p99 µs", "invokes/s", "rie CPU µs/inv"],
+            [
+                [
+                    r["variant"],
+                    r["n"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["invokes_per_s"],
+                    r["emulator_cpu_us_per_invoke"],
+                ]
+                for r in ex["rows"]
+            ],
+        )
+        ratio = ex.get("ratios", {}).get("1 extension / no extension")
+        if ratio:
+            lines += [
+                "",
+                f"Ratio 1 extension / no extension: {ratio.get('median')} ({ratio.get('min')}–{ratio.get('max')}).",
+            ]
+        out.append((ex["title"], [ex["method"], "", *lines, *_skips(ex)]))
+    elif ex:
+        out.append((ex["title"], _skips(ex)))
     return out
 
 

@@ -10,6 +10,7 @@ level, shutdown grace) are the first config's.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import lean_aiohttp, logs, runtime_api
+from . import extensions_api, lean_aiohttp, logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
 from .functions import Function, Functions
@@ -26,8 +27,11 @@ from .supervisor import MemoryCgroup, sweep_leftovers
 
 if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
     from .httpserver import Runner
+    from .layers import Layers
 
 log = logging.getLogger("rie")
+
+DEFAULT_EXTENSIONS_DIR = "/opt/extensions"
 
 
 def _import_http_layer(own_process: bool) -> None:
@@ -61,6 +65,15 @@ class Server:
         aiohttp may be entered without its client."""
         self._own_process = own_process
         configs = [configs] if isinstance(configs, Config) else list(configs)
+        self.layers: list[Layers] = []
+        # each function's layers and extensions, and the variables its layers add
+        try:
+            prepared = [self._with_layers(config, environ) for config in configs]
+        except ValueError:
+            for layers in self.layers:
+                layers.cleanup()
+            raise
+        configs = [config for config, _ in prepared]
         self.config = configs[0]
         self.sink = logs.Sink()
         several = len(configs) > 1
@@ -68,12 +81,12 @@ class Server:
             [
                 Function(
                     config,
-                    environ,
+                    fn_environ,
                     self.sink,
                     self._bind_endpoint,
                     log_prefix=f"[{config.function_name}] " if several else "",
                 )
-                for config in configs
+                for config, fn_environ in prepared
             ]
         )
         self._runner: Runner | None = None
@@ -84,6 +97,29 @@ class Server:
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
+    def _with_layers(
+        self, config: Config, environ: Mapping[str, str]
+    ) -> tuple[Config, Mapping[str, str]]:
+        """A function's layers, unpacked once for all its environments, what they add to its
+        variables, and the external extensions its environments start."""
+        extensions_dir = config.extensions_dir
+        if extensions_dir is None and os.path.isdir(DEFAULT_EXTENSIONS_DIR):
+            extensions_dir = DEFAULT_EXTENSIONS_DIR
+        if not config.layers and extensions_dir is None:
+            return config, environ
+        from .extensions import find_extensions
+        from .layers import Layers
+        from .phases import MAX_EXTENSIONS
+
+        layers = Layers.prepare(config.layers)
+        self.layers.append(layers)
+        environ = {**environ, **layers.environment(environ)}
+        dirs = [*([extensions_dir] if extensions_dir else []), *layers.extension_dirs()]
+        paths = find_extensions(dirs)
+        if len(paths) > MAX_EXTENSIONS:
+            log.warning("%d extensions found: Lambda starts at most %d", len(paths), MAX_EXTENSIONS)
+        return dataclasses.replace(config, extension_paths=tuple(paths)), environ
+
     async def _bind_endpoint(self, env: Environment) -> Endpoint:
         # the first environment gets the configured Runtime API address (9001 by default, as the
         # official emulator); the others take free loopback ports
@@ -91,7 +127,9 @@ class Server:
         if not self._first_endpoint_taken:
             self._first_endpoint_taken = True
             port = self.config.runtime_api_address.port
-        return await runtime_api.bind(env, self.config.runtime_api_address.host, port)
+        return await runtime_api.bind(
+            env, self.config.runtime_api_address.host, port, mounts=(extensions_api.mount,)
+        )
 
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
@@ -145,10 +183,11 @@ class Server:
         from .http_front import HttpFront  # only when the front is asked for
         from .httpserver import listen
 
-        # every function is a target (routes pick one); each counts its own answers, and those
-        # that match no route are counted with the first function's
+        # every function is a target (routes pick one); each counts its own answers. Those given
+        # to no function are the only function's, or with several, counted apart
         functions = self.functions.all
-        front = HttpFront(functions, functions[0].metrics)
+        unrouted = functions[0].metrics if len(functions) == 1 else self.functions.unrouted
+        front = HttpFront(functions, unrouted)
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),
@@ -163,11 +202,15 @@ class Server:
             raise OSError(
                 exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
             ) from exc
+        formats = sorted({fn.config.http_format for fn in functions})
         print(
-            f"rie: HTTP front ({self.config.http_format}) listening on http://{host}:{self.http_port}",
+            f"rie: HTTP front ({', '.join(formats)}) listening on http://{host}:{self.http_port}",
             file=sys.stderr,
             flush=True,
         )
+        if len(functions) > 1:
+            for line in front.describe():
+                print(f"rie:   {line}", file=sys.stderr, flush=True)
 
     async def stop(self) -> None:
         # --shutdown-timeout bounds the whole of it: in-flight work gets what is left of it once
@@ -206,6 +249,8 @@ class Server:
                 await runner.cleanup()
         # 6. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=max(0.05, deadline - time.monotonic()))
+        for layers in self.layers:
+            layers.cleanup()
         self.sink.flush()
         several = len(self.functions) > 1
         for fn in self.functions:
@@ -226,7 +271,11 @@ async def serve(
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    server = Server(configs, environ, own_process=own_process)
+    try:
+        server = Server(configs, environ, own_process=own_process)
+    except ValueError as exc:  # a layer that cannot be unpacked
+        log.error("%s", exc)
+        return 2
     try:
         await server.start()
     except OSError as exc:

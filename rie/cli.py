@@ -137,6 +137,12 @@ def invoke_main(argv: list[str]) -> int:
         names = _function_names(conn_class, url.hostname, url.port, url.path, a.timeout)
         if names:
             hint = f" (this rie serves: {', '.join(names)})"
+    elif response.status == 404 and not response.getheader("X-Amzn-ErrorType"):
+        # every refusal of rie's Invoke API names its type; its HTTP front's 404 does not
+        hint = (
+            f" (is {a.endpoint} rie's HTTP front? `rie invoke` needs the Invoke API's address, "
+            "printed at start-up)"
+        )
     return _report(response, body, a.tail, hint)
 
 

@@ -76,6 +76,9 @@ class Config:
     shutdown_timeout_s: float = 5.0
     request_head_timeout_s: float = 10.0
     keepalive_timeout_s: float = 75.0
+    # extensions (rie/extensions.py); `layers` (rie/layers.py) is the function's /opt
+    extensions_dir: str | None = None  # None: /opt/extensions when it exists
+    extension_paths: tuple[str, ...] = ()  # found at start-up: the extensions every env starts
     warnings: tuple[str, ...] = ()
     # several functions, the daily loop (rie/project.py fills these from --config / --template)
     routes: tuple[str, ...] = ()  # "METHOD /path/{param}" routes on the HTTP front
@@ -283,6 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--event-failure-file", metavar="FILE", help="JSON lines file for on-failure records"
     )
+    ex = p.add_argument_group("extensions and layers")
+    ex.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="DIR|ZIP",
+        help="a layer, as it would be unpacked in /opt (repeatable, at most 5, in order)",
+    )
+    ex.add_argument(
+        "--extensions-dir",
+        metavar="DIR",
+        help="external extensions to start in each environment (default /opt/extensions if it exists)",
+    )
     _add_http_flags(p)
     p.add_argument(
         "--shutdown-timeout",
@@ -342,7 +358,8 @@ def _add_http_flags(p: argparse.ArgumentParser) -> None:
     http.add_argument(
         "--http",
         metavar="[HOST:]PORT",
-        help="serve plain HTTP requests to the function here (loopback unless a host is given)",
+        help="serve plain HTTP requests to the functions here (loopback unless a host is given; "
+        "with several functions, /lambda-url/NAME/... reaches NAME)",
     )
     http.add_argument(
         "--http-format",
@@ -556,6 +573,7 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
             ("--handler", a.handler),
             ("--task-root", a.task_root),
             ("--function-name", a.function_name),
+            ("--route", a.route),  # a route names its function
         ):
             if value:
                 raise ConfigError(
@@ -624,6 +642,17 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
     if a.request_head_timeout is not None and not a.request_head_timeout > 0:
         raise ConfigError("--request-head-timeout must be more than 0")
 
+    from .layers import check as check_layers
+
+    try:
+        layers = check_layers(a.layer)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    extensions_dir = a.extensions_dir
+    if extensions_dir is not None:
+        extensions_dir = os.path.abspath(extensions_dir)
+        if not os.path.isdir(extensions_dir):
+            raise ConfigError(f"--extensions-dir: {extensions_dir} is not a directory")
     http = _http_settings(a, warnings)
     config = Config(
         command=tuple(command),
@@ -651,6 +680,8 @@ def _from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool
         shutdown_timeout_s=_first(a.shutdown_timeout, 5.0),
         request_head_timeout_s=_first(a.request_head_timeout, 10.0),
         keepalive_timeout_s=_first(a.keepalive_timeout, 75.0),
+        layers=layers,
+        extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
         **http,

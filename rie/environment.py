@@ -5,7 +5,10 @@ Invariants:
   else starts, and the next invocation assigned to a cold environment starts a fresh init;
 - an invocation assigned here is answered exactly once, whatever the runtime does: it responds,
   posts an error, times out, exits, fails its init or the environment retires;
-- the runtime can only reach invocations of this environment: ids are looked up here alone.
+- the runtime can only reach invocations of this environment: ids are looked up here alone;
+- with extensions (rie/extensions.py, rules in rie/phases.py), init ends and the next invocation
+  starts only when the runtime and every extension are back in `next`; a reset or retirement
+  shuts them down (SHUTDOWN, then kill) along with the runtime.
 """
 
 from __future__ import annotations
@@ -20,14 +23,17 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import logs
-from .config import Config
+from .config import RUNTIME_ENTRY, Config
 from .errors import InvalidRequestID, InvalidStateTransition
-from .invocation import Invocation, State
+from .invocation import Invocation, State, error_body
 from .metrics import Metrics
 from .supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
+
+if TYPE_CHECKING:
+    from .extensions import ExtensionHost
 
 log = logging.getLogger("rie")
 
@@ -106,6 +112,14 @@ class Environment:
         self._suppressed_init = False  # the init is a retry inside the invoke's own time
         self._warm: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # extensions (rie/extensions.py): made per init when the function has any, or when an
+        # internal one registers; None otherwise, so nothing of it runs for a plain function
+        self.extensions: ExtensionHost | None = None
+        # answered invocations whose REPORT waits for the extensions, each with its deadline
+        self._held: dict[str, tuple[Invocation, asyncio.TimerHandle]] = {}
+        self._init_started_at = 0.0
+        self._stopping_extensions: asyncio.Task[int | None] | None = None
+        self._closing_host: ExtensionHost | None = None  # shutting down, still answering
 
     # --- capacity, as the pool sees it -----------------------------------------------------
 
@@ -115,13 +129,17 @@ class Environment:
 
     @property
     def free_slots(self) -> int:
-        if self.state in (EnvState.RETIRED, EnvState.RESETTING):
+        if self.state in (EnvState.RETIRED, EnvState.RESETTING) or self._held:
             return 0
         return self.capacity - self.used_slots
 
     @property
     def idle(self) -> bool:
-        return self.used_slots == 0 and self.state in (EnvState.COLD, EnvState.READY)
+        return (
+            self.used_slots == 0
+            and not self._held
+            and self.state in (EnvState.COLD, EnvState.READY)
+        )
 
     # --- life of the environment -----------------------------------------------------------
 
@@ -168,7 +186,19 @@ class Environment:
         """Stop the runtime (SIGTERM, then SIGKILL after `grace_s`), fail what is left, let go."""
         self.state = EnvState.RETIRED
         process, self.process = self.process, None
-        if process is not None:
+        host, self.extensions = self.extensions, None
+        if self._stopping_extensions is not None:
+            # the extensions of a reset are still being shut down: that ends within its deadline
+            with contextlib.suppress(Exception):
+                await self._stopping_extensions
+        self._release_held()
+        if host is not None:
+            code = await self._shutdown_host(host, "spindown", process, grace_s)
+            if code is not None:
+                self._fail_all(
+                    "Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}"
+                )
+        elif process is not None:
             code = await process.stop(grace_s)
             self._flush_partial()
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
@@ -204,31 +234,146 @@ class Environment:
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
         return env
 
+    async def _start_extensions(self) -> bool:
+        """Start the external extensions and wait for their registration (Lambda starts the
+        runtime after that); False if the init failed meanwhile."""
+        host = self._make_host(self.config.extension_paths)
+        try:
+            await asyncio.wait_for(
+                host.start(self.runtime_environment(), self.config.task_root),
+                self.config.init_timeout_s,
+            )
+        except TimeoutError:
+            self._init_error = (
+                "Extension.InitError",
+                b'{"errorType":"Extension.InitError","errorMessage":"extensions did not register in time"}',
+            )
+        if self.extensions is not host or self.state is not EnvState.INITIALIZING:
+            return False
+        if self._init_error is not None:
+            self._fail_init_without_runtime()
+            return False
+        return True
+
+    def _make_host(self, paths: tuple[str, ...]) -> ExtensionHost:
+        from .extensions import ExtensionHost
+
+        host = ExtensionHost(
+            self,
+            paths,
+            {
+                "functionName": self.config.function_name,
+                "functionVersion": self.config.function_version,
+                "handler": self.config.handler,
+                "accountId": self.config.account_id,
+            },
+            self._sink.write,
+            cgroup_prefix=cgroup_name(self.id, self.init_count + 1),
+            json_logs=self.config.runtime_environment(self._base_env)
+            .get("AWS_LAMBDA_LOG_FORMAT", "")
+            .upper()
+            == "JSON",
+        )
+        self.extensions = host
+        host.platform_init_start(self._init_type, self.log_stream, self.config.memory_mb)
+        return host
+
+    @property
+    def _init_type(self) -> str:
+        return "provisioned-concurrency" if self.provisioned else "on-demand"
+
+    def extension_api(self) -> ExtensionHost:
+        """The host that answers this environment's Extensions API calls: the one of this init
+        (or of the one shutting down). With none, one is made: kept if the environment is in its
+        init (an internal extension registers from inside the runtime's process), else only to
+        answer this call (registration is closed, no identifier is known)."""
+        host = self.extensions or self._closing_host
+        if host is not None:
+            return host
+        host = self._make_host(())
+        if self.state is not EnvState.INITIALIZING:
+            self.extensions = None
+            host.end_init()
+        return host
+
+    def _fail_init_without_runtime(self) -> None:
+        """An extension failed the init before the runtime was started."""
+        assert self._init_error is not None
+        error_type, body = self._init_error
+        self._init_error = None
+        init_ms = (time.perf_counter() - self._init_started_at) * 1000
+        self._emit_init_failed("error", error_type, init_ms)
+        self._platform_line(logs.init_report_line(init_ms, "error", error_type))
+        for inv in list(self.queued):
+            inv.init_duration_ms = init_ms
+            inv.fail(error_type, body=body)
+        self.state = EnvState.COLD
+        self._stop_extensions("failure")
+        self._settle_warm()
+
+    def _stop_extensions(self, reason: str, process: Process | None = None) -> None:
+        self._end_held()
+        host, self.extensions = self.extensions, None
+        if host is not None:
+            self._stopping_extensions = asyncio.ensure_future(
+                self._shutdown_host(host, reason, process, 0.0)
+            )
+
+    async def _shutdown_host(
+        self, host: ExtensionHost, reason: str, process: Process | None, grace_s: float
+    ) -> int | None:
+        """Shut the extensions down; meanwhile they still reach their host on this endpoint."""
+        self._closing_host = host
+        try:
+            return await host.shutdown(reason, process, grace_s)
+        finally:
+            if self._closing_host is host:
+                self._closing_host = None
+
     async def _start_process(self) -> None:
+        self._init_started_at = time.perf_counter()
+        if self._stopping_extensions is not None:
+            # the extensions of the last init are gone before new ones start
+            with contextlib.suppress(Exception):
+                await self._stopping_extensions
+            self._stopping_extensions = None
+        if self.config.extension_paths and not await self._start_extensions():
+            return
+        command = self.config.command
+        env = self.runtime_environment()
+        wrapper = env.get("AWS_LAMBDA_EXEC_WRAPPER")
+        if wrapper and command[1:3] == ("-c", RUNTIME_ENTRY):
+            # as Lambda's managed runtimes do: the wrapper script gets the runtime's command
+            command = (wrapper, *command)
         try:
             process = await spawn(
-                self.config.command,
-                self.runtime_environment(),
+                command,
+                env,
                 self.config.task_root,
                 self._output,
                 cgroup_name=cgroup_name(self.id, self.init_count + 1),
             )
         except OSError as exc:
-            log.error("environment %d: cannot start %s: %s", self.id, self.config.command[0], exc)
+            log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
             self.state = EnvState.COLD
             self._fail_queued(
-                "Runtime.InvalidEntrypoint", f"fork/exec {self.config.command[0]}: {exc.strerror}"
+                "Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {exc.strerror}"
             )
             self._settle_warm()
             return
-        if self.state is not EnvState.INITIALIZING:  # retired while spawning
+        if self.state is not EnvState.INITIALIZING or self._init_error is not None:
+            # retired while spawning, or an extension failed the init meanwhile
             await process.stop(0)
+            if self.state is EnvState.INITIALIZING:
+                self._fail_init_without_runtime()
             return
         self.process = process
         self.init_count += 1
         self.peak_memory_bytes = 0  # a fresh process is a fresh sandbox, as after a Lambda reset
         self._memory_sampled_at = 0.0
         limit = self.config.timeout_s if self._suppressed_init else self.config.init_timeout_s
+        # one limit for the whole init: what the extensions took of it is gone
+        limit = max(0.0, limit - (time.perf_counter() - self._init_started_at))
         self._init_timer = asyncio.get_running_loop().call_later(
             limit, self._init_timed_out, process
         )
@@ -249,6 +394,12 @@ class Environment:
         """The runtime asks for its next invocation: returned at once if one is waiting, else
         handed to `deliver` when one comes (until `cancel_next`)."""
         if self.state is EnvState.INITIALIZING and self._init_error is None:
+            host = self.extensions
+            if host is not None and not host.init_done:
+                # init ends when the extensions are in `next` too
+                host.phases.runtime_in_next = True
+                self._waiters.append(deliver)
+                return None
             self._init_finished()
         if self._init_error is not None or self.state is not EnvState.READY:
             # a runtime that reported a failed init, or one being reset, gets nothing more
@@ -304,7 +455,12 @@ class Environment:
             self._init_timer.cancel()
             self._init_timer = None
         self.state = EnvState.READY
-        init_ms = (time.perf_counter() - self.process.started_at) * 1000
+        started = min(self.process.started_at, self._init_started_at or self.process.started_at)
+        init_ms = (time.perf_counter() - started) * 1000
+        host = self.extensions
+        if host is not None:
+            runtime_ms = (time.perf_counter() - self.process.started_at) * 1000
+            host.end_init(self._init_type, runtime_ms, init_ms)
         self._metrics.init_done(init_ms, self.provisioned)
         # provisioned environments are initialised outside any invocation: Lambda reports no
         # Init Duration for them
@@ -323,6 +479,15 @@ class Environment:
         self._platform_line(
             logs.start_line(inv.request_id, self.config.function_version), (inv.request_id,)
         )
+        host = self.extensions
+        if host is not None:
+            host.platform_start(inv, self.config.function_version)
+            host.invoke(
+                inv.request_id,
+                inv.deadline_ms,
+                inv.request.invoked_function_arn,
+                inv.request.trace_id,
+            )
 
     def _output(self, data: bytes) -> None:
         """The runtime's output, passed on in whole lines only."""
@@ -338,6 +503,9 @@ class Environment:
 
     def _emit(self, data: bytes) -> None:
         self._sink.write(data)
+        host = self.extensions
+        if host is not None and host.telemetry.active:
+            host.telemetry.output("function", data)
         if self._tails:
             owners = self.running or {inv.request_id: inv for inv in self.queued}
             for request_id in owners:
@@ -381,13 +549,32 @@ class Environment:
         self._recent[inv.request_id] = inv
         if len(self._recent) > _RECENT_IDS:
             self._recent.popitem(last=False)
+        host = self.extensions
+        if host is not None and inv.dispatched_at is not None:
+            host.platform_runtime_done(inv)
+            if host.busy and inv.state in (State.RESPONDED, State.ERRORED):
+                # the caller has its answer now; the environment waits for the extensions, and
+                # the REPORT (with their time) comes when they are back in `next`
+                self._hold(inv)
+                return
+        self._report(inv)
+
+    def _report(
+        self, inv: Invocation, duration_ms: float | None = None, status: str | None = None
+    ) -> None:
+        """END and REPORT of an invocation; the caller is answered here unless it already was.
+        `status`: REPORT's Status when the platform ended the invoke phase after the response
+        (extensions past the deadline)."""
+        held_ms, duration_ms = duration_ms, inv.duration_ms if duration_ms is None else duration_ms
+        max_memory_mb = -(-self.peak_memory_bytes // (1024 * 1024))
+        self._flush_partial()  # (a held invocation's REPORT comes after the runtime went on)
         text = logs.end_line(inv.request_id) + logs.report_line(
             inv.request_id,
-            inv.duration_ms,
+            duration_ms,
             self.config.memory_mb,
-            -(-self.peak_memory_bytes // (1024 * 1024)),
+            max_memory_mb,
             inv.init_duration_ms,
-            inv.report_status,
+            status or inv.report_status,
             inv.outcome.error_type if inv.outcome else None,
         )
         data = text.encode()
@@ -397,12 +584,85 @@ class Environment:
             tail.append(data)
             inv.tail = tail.value()
         self.last_used = time.monotonic()
-        self._metrics.invocation_done(inv)
+        self._metrics.invocation_done(inv, held_ms)
+        host = self.extensions
+        if host is not None and inv.dispatched_at is not None:
+            host.platform_report(inv, duration_ms, self.config.memory_mb, max_memory_mb, status)
         callback = self._done_callbacks.pop(inv.request_id, None)
         if callback is not None:
             callback(inv)
         if self.state is not EnvState.RETIRED:
             self._on_slot_free(self)
+
+    def _hold(self, inv: Invocation) -> None:
+        """The caller has its answer; the invocation's REPORT (and the environment's next
+        invocation) wait until the extensions are back in `next`, or its deadline."""
+        tail = self._tails.pop(inv.request_id, None)
+        if tail is not None:
+            inv.tail = tail.value()
+        left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
+        timer = asyncio.get_running_loop().call_later(left_s, self._held_timed_out, inv)
+        self._held[inv.request_id] = (inv, timer)
+        callback = self._done_callbacks.pop(inv.request_id, None)
+        if callback is not None:
+            callback(inv)
+
+    def _release_held(self, timed_out: str | None = None) -> None:
+        """The extensions are done with the held invocations (or gone): their REPORTs (the one
+        whose deadline passed, `timed_out`, with `Status: timeout`), then the environment takes
+        its next invocation."""
+        held, self._held = self._held, {}
+        for request_id, (inv, timer) in held.items():
+            timer.cancel()
+            assert inv.dispatched_at is not None
+            status = "timeout" if request_id == timed_out else None
+            self._report(inv, (time.perf_counter() - inv.dispatched_at) * 1000, status)
+        if held:
+            self._hand_to_waiters()
+
+    def _held_timed_out(self, inv: Invocation) -> None:
+        if inv.request_id not in self._held:
+            return
+        self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), ())
+        self._end_held(inv.request_id)
+        self._reset("timeout")
+
+    def _end_held(self, timed_out: str | None = None) -> None:
+        """Report the held invocations because the environment is being reset: the slots they
+        free must not take new work meanwhile."""
+        if not self._held:
+            return
+        state, self.state = self.state, EnvState.RESETTING
+        self._release_held(timed_out)
+        self.state = state
+
+    # --- what the extensions tell (rie/extensions.py) ---------------------------------------
+
+    def extensions_ready(self) -> None:
+        """Every extension waits in `next`: init may end, or the held invocation is over."""
+        if self.state is EnvState.INITIALIZING:
+            host = self.extensions
+            if host is not None and host.phases.runtime_in_next and self._init_error is None:
+                self._init_finished()
+                self._hand_to_waiters()
+        elif self._held:
+            self._release_held()
+
+    def extension_failed(self, error_type: str, message: str) -> None:
+        """An extension crashed or reported an error: the init fails, or the environment is reset."""
+        body = error_body(error_type, message)
+        if self.state is EnvState.INITIALIZING:
+            if self._init_error is None:
+                self._init_error = (error_type, body)
+            if self.process is not None:
+                self.process.kill_everything()  # its exit fails the init with this error
+            return
+        if self.state is not EnvState.READY:
+            return
+        self._end_held()
+        for inv in list(self.running.values()):
+            inv.fail(error_type, body=body)
+        self._reset("failure")
 
     def _sample_memory(self, process: Process, inv: Invocation) -> None:
         # Reading /proc costs a few files per sample. The peak (VmHWM) only grows, so a burst of
@@ -412,7 +672,11 @@ class Environment:
         if now - self._memory_sampled_at < _MEMORY_SAMPLE_S and inv.duration_ms < 5:
             return
         self._memory_sampled_at = now
-        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+        used = process.memory_used_bytes()
+        host = self.extensions
+        if host is not None:
+            used += host.memory_used_bytes()  # Lambda's figure is the whole sandbox's
+        self.peak_memory_bytes = max(self.peak_memory_bytes, used)
 
     def _timed_out(self, inv: Invocation) -> None:
         if inv.state not in (State.RUNNING, State.STREAMING):
@@ -425,13 +689,14 @@ class Environment:
         self._platform_line(logs.timeout_line(inv.request_id, inv.timeout_s), (inv.request_id,))
         # reset first, answer second: the slot the invocation frees must not be handed back to
         # an environment that is being torn down (the pool replaces it instead)
-        self._reset()
+        self._reset("timeout")
         inv.time_out()
 
     def _init_timed_out(self, process: Process) -> None:
         if self.process is not process or self.state is not EnvState.INITIALIZING:
             return
         init_ms = (time.perf_counter() - process.started_at) * 1000
+        self._emit_init_failed("timeout", "Sandbox.Timedout", init_ms)
         self._platform_line(logs.init_report_line(init_ms, "timeout"))
         if self._suppressed_init:
             # the retried init used up the invocation's own time
@@ -441,22 +706,37 @@ class Environment:
         elif self.queued:
             # Lambda retries a timed-out init inside the invocation, with the function's timeout
             self._suppressed_init = True
-        self._reset()
+        self._reset("timeout")
+
+    def _emit_init_failed(self, status: str, error_type: str, init_ms: float) -> None:
+        host = self.extensions
+        if host is not None:
+            host.platform_init_done(self._init_type, status, init_ms, init_ms, error_type)
 
     def _kill_if_current(self, process: Process) -> None:
         if self.process is process:
             process.kill_everything()
 
-    def _reset(self) -> None:
-        """Kill the process group; start again at once if work (or provisioning) is waiting."""
+    def _reset(self, reason: str = "failure") -> None:
+        """Kill the process group; start again at once if work (or provisioning) is waiting.
+        With extensions: SHUTDOWN (`reason`) to them first, SIGTERM to the runtime, then kill."""
         process, self.process = self.process, None
         if process is None or self.state is EnvState.RETIRED:
+            if process is None and self.extensions is not None and self.state is EnvState.READY:
+                self._stop_extensions(reason)
             return
         self.state = EnvState.RESETTING
-        self._spawn_task(self._finish_reset(process))
+        self._spawn_task(self._finish_reset(process, reason))
 
-    async def _finish_reset(self, process: Process) -> None:
-        code = await process.stop(0)
+    async def _finish_reset(self, process: Process, reason: str) -> None:
+        self._release_held()  # its REPORT first; the state (RESETTING) takes no new work
+        host, self.extensions = self.extensions, None
+        if host is not None:
+            code = await self._shutdown_host(host, reason, process, host.phases.shutdown_ms / 1000)
+            if code is None:
+                code = await process.exited
+        else:
+            code = await process.stop(0)
         self._after_exit(process, code)
 
     def _exited(self, process: Process, code: int) -> None:
@@ -481,6 +761,9 @@ class Environment:
         reason = f"Runtime exited with error: {describe_exit(code)}"
         if self.state is EnvState.INITIALIZING:
             init_ms = (time.perf_counter() - process.started_at) * 1000
+            self._emit_init_failed(
+                "error", self._init_error[0] if self._init_error else "Runtime.ExitError", init_ms
+            )
             if self._init_error is not None:
                 error_type, body = self._init_error
                 self._platform_line(logs.init_report_line(init_ms, "error", error_type))
@@ -495,6 +778,8 @@ class Environment:
             self._init_error = None
         for inv in list(self.running.values()):
             inv.fail("Runtime.ExitError", reason)
+        if self.extensions is not None:
+            self._stop_extensions("failure")
         self.state = EnvState.COLD
         self._settle_warm()
         # a provisioned environment is made ready again, unless its init is what fails (then it

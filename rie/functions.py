@@ -87,6 +87,8 @@ class Functions:
             self._by_name[fn.name] = fn
         if len(functions) == 1:
             self._by_name.setdefault(OFFICIAL_NAME, functions[0])
+        # the HTTP front's answers to requests it could give to no function (several functions)
+        self.unrouted = Metrics(128)
         first = functions[0].config
         self._arn_prefix = f"arn:aws:lambda:{first.region}:{first.account_id}:function:"
 

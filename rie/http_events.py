@@ -56,6 +56,7 @@ class Failure(enum.Enum):
     INTEGRATION_TIMEOUT = "integration_timeout"  # API Gateway stopped waiting (29 s / 30 s)
     TOO_LARGE = "too_large"  # the request is over the front's limit
     NOT_FOUND = "not_found"  # no route matches
+    BAD_REQUEST = "bad_request"  # the request itself is broken (a body cut short)
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,6 +553,8 @@ def failure_answer(fmt: Format, failure: Failure) -> HttpAnswer:
     """How each front answers what went wrong (README: "HTTP fronts: errors")."""
     if failure is Failure.NOT_FOUND:
         return _json_answer(404, "Not Found")
+    if failure is Failure.BAD_REQUEST:
+        return _json_answer(400, "Bad Request")
     if fmt is Format.FUNCTION_URL:
         if failure in (Failure.FUNCTION_ERROR, Failure.MALFORMED):
             return HttpAnswer(502, (("Content-Type", "text/plain"),), b"Internal Server Error")

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
@@ -51,6 +52,8 @@ from .metrics import Metrics
 
 log = logging.getLogger("rie")
 
+# with several functions, `/lambda-url/NAME/PATH` reaches NAME with PATH (cargo lambda's scheme)
+LAMBDA_URL_PREFIX = "/lambda-url/"
 API_GATEWAY_LIMIT = 10 * 1024 * 1024  # API Gateway's payload limit; Lambda's 6 MB comes after
 # API Gateway's integration timeouts: REST APIs 29 s (by default), HTTP APIs 30 s
 _INTEGRATION_TIMEOUT_S = {Format.REST_API: 29.0, Format.HTTP_API: 30.0}
@@ -71,6 +74,11 @@ class Target(Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+
+# a request's target: the function, the route it matched (None: $default), the route's path
+# parameters, and the path the function sees
+_Found = tuple["_Bound", Route | None, dict[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +123,24 @@ class _Bound:
 
 
 class HttpFront:
-    """Routes requests to targets; with no routes anywhere, one target takes every request."""
+    """Routes requests to targets: by route across every function; with several functions,
+    `/lambda-url/NAME/...` to NAME; with one function and no routes, every request to it."""
 
     def __init__(self, targets: Sequence[Target], unrouted: Metrics) -> None:
         """`unrouted` counts the answers given before a target was found (no route matched)."""
         self._bound = [_Bound.of(t) for t in targets]
         self._metrics = unrouted
         self._routes = [(route, b) for b in self._bound for route in b.routes]
+        self._by_name = {b.target.config.function_name: b for b in self._bound}
+        owners: dict[str, str] = {}
+        for route, b in self._routes:
+            name = b.target.config.function_name
+            first = owners.setdefault(route.key, name)
+            if first != name:
+                # one API would refuse the second; here both are on one front: the first serves
+                log.warning(
+                    "route %s is given by %s and %s: %s serves it", route.key, first, name, first
+                )
         self._background: set[asyncio.Future[None]] = set()
 
     def build_app(self) -> web.Application:
@@ -130,18 +149,36 @@ class HttpFront:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
 
-    def _route(self, method: str, path: str) -> tuple[_Bound, Route | None, dict[str, str]] | None:
+    def _route(self, method: str, raw_path: str) -> _Found | None:
+        """The target of a request: `/lambda-url/NAME/...` names one when there are several
+        (the path after the name is the function's own, as `cargo lambda watch` serves it),
+        else the most specific route, else the only function when no function has routes."""
+        if len(self._bound) > 1 and raw_path.startswith(LAMBDA_URL_PREFIX):
+            name, sep, rest = raw_path[len(LAMBDA_URL_PREFIX) :].partition("/")
+            bound = self._by_name.get(name)
+            if bound is not None:
+                return bound, None, {}, sep + rest or "/"
         if not self._routes:
-            return (self._bound[0], None, {}) if len(self._bound) == 1 else None
-        best: tuple[_Bound, Route | None, dict[str, str]] | None = None
-        found = match_route([r for r, _ in self._routes], method, path)
-        if found is not None:
-            route, params = found
-            for r, b in self._routes:
-                if r is route:
-                    best = (b, route, params)
-                    break
-        return best
+            return (self._bound[0], None, {}, raw_path) if len(self._bound) == 1 else None
+        found = match_route([r for r, _ in self._routes], method, unquote(raw_path))
+        if found is None:
+            return None
+        route, params = found
+        bound = next(b for r, b in self._routes if r is route)
+        return bound, route, params, raw_path
+
+    def describe(self) -> list[str]:
+        """What the front serves, one line per function (printed at start-up)."""
+        several = len(self._bound) > 1
+        lines = []
+        for b in self._bound:
+            reach = [r.key for r in b.routes]
+            if several:
+                reach.append(f"ANY {LAMBDA_URL_PREFIX}{b.target.config.function_name}/...")
+            elif not reach:
+                reach.append("every request")
+            lines.append(f"{b.target.config.function_name} ({b.format.value}): {', '.join(reach)}")
+        return lines
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.raw_path.partition("?")[0]
@@ -158,11 +195,17 @@ class HttpFront:
             protocol=f"HTTP/{request.version.major}.{request.version.minor}",
             port=sockname[1] if sockname else 0,
         )
-        found = self._route(head.method, head.path)
+        found = self._route(head.method, raw_path)
         if found is None:
+            log.info(
+                "HTTP front: nothing serves %s %s (routes: --route or the functions' `routes`%s)",
+                head.method,
+                raw_path,
+                f"; or {LAMBDA_URL_PREFIX}NAME/..." if len(self._bound) > 1 else "",
+            )
             fmt = self._bound[0].format if self._bound else Format.HTTP_API
             return self._answer(fmt, failure_answer(fmt, Failure.NOT_FOUND))
-        bound, route, params = found
+        bound, route, params, raw_path = found
         origin = head.header("origin")
         if bound.cors.enabled and is_preflight(head):
             # Function URLs answer preflights themselves, the function is not invoked
@@ -171,18 +214,18 @@ class HttpFront:
                 head.header("access-control-request-method"),
                 head.header("access-control-request-headers"),
             )
-            return self._answer(bound.format, preflight)
+            return self._answer(bound.format, preflight, counted_by=bound.target.metrics)
         limit = SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
         try:
             body = await _read_body(request, limit)
         except ConnectionResetError:
             # the client half-closed before sending all of its body: no one to invoke for
-            return web.json_response({"message": "Bad Request"}, status=400)
+            return self._answer(bound.format, failure_answer(bound.format, Failure.BAD_REQUEST))
         if body is None:
             return self._answer(bound.format, failure_answer(bound.format, Failure.TOO_LARGE))
         req = HttpRequest(
             head.method,
-            head.raw_path,
+            raw_path,
             head.raw_query,
             head.headers,
             body,
@@ -265,10 +308,13 @@ class HttpFront:
         answer: HttpAnswer,
         bound: _Bound | None = None,
         origin: str | None = None,
+        counted_by: Metrics | None = None,
     ) -> web.Response:
+        """The answer, with the CORS headers of `bound`, counted by `counted_by`, else by
+        `bound`'s function, else as an answer given to no function."""
         if bound is not None:
             answer = with_cors(answer, bound.cors, origin)
-        metrics = self._metrics if bound is None else bound.target.metrics
+        metrics = counted_by or (self._metrics if bound is None else bound.target.metrics)
         metrics.http_answers[(fmt.value, answer.status)] += 1
         response = web.Response(status=answer.status, body=answer.body)
         for name, value in answer.headers:

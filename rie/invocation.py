@@ -140,8 +140,13 @@ class Invocation:
             f"RequestId: {self.request_id} Error: Task timed out after {self.timeout_s:.2f} seconds"
         )
         body = error_body("Sandbox.Timedout", message)
+        # the timer runs on the event loop's clock (millisecond-grained under uvloop) and may
+        # fire a hair early by perf_counter: a timed-out invocation lasted its whole timeout
+        lasted = None if self.dispatched_at is None else self.dispatched_at + self.timeout_s
         self._finish(
-            Move.TIME_OUT, Outcome(body, function_error=True, error_type="Sandbox.Timedout")
+            Move.TIME_OUT,
+            Outcome(body, function_error=True, error_type="Sandbox.Timedout"),
+            not_before=lasted,
         )
 
     def fail(self, error_type: str, message: str | None = None, body: bytes | None = None) -> None:
@@ -165,10 +170,11 @@ class Invocation:
     def fail_stream(self, body: bytes, error_type: str) -> None:
         self._finish(Move.STREAM_ERROR, Outcome(body, function_error=True, error_type=error_type))
 
-    def _finish(self, move: Move, outcome: Outcome) -> None:
+    def _finish(self, move: Move, outcome: Outcome, not_before: float | None = None) -> None:
         self._move(move)
         self.outcome = outcome
-        self.finished_at = time.perf_counter()
+        now = time.perf_counter()
+        self.finished_at = now if not_before is None else max(now, not_before)
         if self.on_final is not None:
             self.on_final(self)
 

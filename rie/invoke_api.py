@@ -422,7 +422,7 @@ async def get_function_configuration(request: web.Request) -> web.StreamResponse
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     functions = request.app[SERVICES].functions
-    text = render_metrics([(fn.name, fn.metrics) for fn in functions])
+    text = render_metrics([(fn.name, fn.metrics) for fn in functions], functions.unrouted)
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
     )

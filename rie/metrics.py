@@ -86,6 +86,7 @@ class Metrics:
         self.duration = Histogram()
         self.init_duration = Histogram()
         self.billed_ms_total = 0
+        self.extension_ms_total = 0.0  # time extensions kept environments after the response
         self._sample: list[float] = []
         self._seen = 0
         self._random = random.Random(0)
@@ -102,9 +103,13 @@ class Metrics:
             self.cold_starts += 1
         self.init_duration.observe(init_ms / 1000)
 
-    def invocation_done(self, inv: Invocation) -> None:
+    def invocation_done(self, inv: Invocation, duration_ms: float | None = None) -> None:
+        """`duration_ms`: REPORT's Duration when it differs from the runtime's own (the time
+        INVOKE-subscribed extensions took after the response is billed too)."""
         self.outcomes[(inv.request.invocation_type, _OUTCOME.get(inv.state, "other"))] += 1
-        ms = inv.duration_ms
+        ms = inv.duration_ms if duration_ms is None else duration_ms
+        if duration_ms is not None:
+            self.extension_ms_total += max(0.0, duration_ms - inv.duration_ms)
         self.duration.observe(ms / 1000)
         self.billed_ms_total += billed_ms(ms)
         self._seen += 1
@@ -176,6 +181,11 @@ class Metrics:
                 self.event_failures,
             ),
             ("rie_billed_milliseconds_total", "Billed duration, summed.", self.billed_ms_total),
+            (
+                "rie_extension_milliseconds_total",
+                "Time INVOKE-subscribed extensions worked after the runtime's response (billed).",
+                round(self.extension_ms_total, 3),
+            ),
         ]
         for name, help_text, value in counters:
             out.append((name, "counter", help_text, [(name, (), str(value))]))
@@ -217,10 +227,21 @@ class Metrics:
         )
 
 
-def render(by_function: Sequence[tuple[str, Metrics]]) -> str:
+def render(by_function: Sequence[tuple[str, Metrics]], unrouted: Metrics | None = None) -> str:
     """The Prometheus text of several functions' metrics: one HELP/TYPE per metric name, each
-    sample labelled with its function (`function="NAME"`; no label for an empty name)."""
+    sample labelled with its function (`function="NAME"`; no label for an empty name). `unrouted`
+    holds the HTTP front's answers to requests it gave to no function: they belong to none, so
+    they are a family of their own, `rie_http_unrouted_total`, without a function label."""
     merged: dict[str, tuple[str, str, list[str]]] = {}
+    if unrouted is not None and unrouted.http_answers:
+        merged["rie_http_unrouted_total"] = (
+            "counter",
+            "Requests the HTTP front could give to no function, by format and status.",
+            [
+                f'rie_http_unrouted_total{{front="http",format="{fmt}",code="{code}"}} {n}'
+                for (fmt, code), n in sorted(unrouted.http_answers.items())
+            ],
+        )
     for function_name, metrics in by_function:
         extra: Labels = (("function", function_name),) if function_name else ()
         for name, kind, help_text, samples in metrics.families():

@@ -55,7 +55,19 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "event_retries": ((int,), "0, 1 or 2"),
     "event_retry_delay": ((int, float), "seconds"),
     "event_max_age": ((int, float), "seconds"),
+    # the HTTP front, as --http-format, --http-invoke-mode and the --cors-* flags
+    "http_format": ((str,), '"function-url", "http-api" or "rest-api"'),
+    "http_invoke_mode": ((str,), '"BUFFERED" or "RESPONSE_STREAM"'),
+    "http_integration_timeout": ((int, float), "seconds"),
+    "cors_allow_origins": ((list,), 'a list of origins (or ["*"])'),
+    "cors_allow_methods": ((list,), 'a list of methods (or ["*"])'),
+    "cors_allow_headers": ((list,), "a list of header names"),
+    "cors_expose_headers": ((list,), "a list of header names"),
+    "cors_max_age": ((int,), "seconds, 0-86400"),
+    "cors_allow_credentials": ((bool,), "true or false"),
 }
+_BOOLEAN_KEYS = frozenset({"cors_allow_credentials"})
+_CORS_KEYS = tuple(key for key in KEYS if key.startswith("cors_"))
 # flags that, given on the command line, win over every function's own setting
 _CLI_OVERRIDES = (
     "timeout",
@@ -101,6 +113,7 @@ def load(a: argparse.Namespace, base: Config, environ: Mapping[str, str]) -> lis
     if not functions:
         raise ConfigError(f"{path}: no functions in it")
     overrides = {key: getattr(a, key) for key in _CLI_OVERRIDES if getattr(a, key) is not None}
+    overrides.update(http_overrides(a, base))
     configs = []
     seen: set[str] = set()
     for name, settings in functions:
@@ -109,6 +122,22 @@ def load(a: argparse.Namespace, base: Config, environ: Mapping[str, str]) -> lis
         seen.add(name)
         configs.append(derive(base, name, {**settings, **overrides}, f"{path}: function {name}"))
     return configs
+
+
+def http_overrides(a: argparse.Namespace, base: Config) -> Settings:
+    """The HTTP front's flags given on the command line, as settings that win over the file's."""
+    out: Settings = {}
+    if a.http_format is not None:
+        out["http_format"] = a.http_format
+    if a.http_invoke_mode is not None:
+        out["http_invoke_mode"] = a.http_invoke_mode
+    if a.http_integration_timeout is not None:
+        out["http_integration_timeout"] = a.http_integration_timeout
+    cors = {key: getattr(base, key) for key in _CORS_KEYS}
+    if any(cors.values()):
+        # CORS flags describe one whole configuration: given, they replace the file's
+        out.update({k: list(v) if isinstance(v, tuple) else v for k, v in cors.items()})
+    return out
 
 
 def read_toml(path: str) -> list[tuple[str, Settings]]:
@@ -152,7 +181,7 @@ def check_keys(settings: Mapping[str, object], origin: str) -> None:
         if key not in KEYS:
             raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
         kinds, meaning = KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if (isinstance(value, bool) and key not in _BOOLEAN_KEYS) or not isinstance(value, kinds):
             raise ConfigError(f"{origin}: {key} must be {meaning}, got {value!r}")
 
 
@@ -227,6 +256,11 @@ def derive(base: Config, name: str, s: Settings, origin: str) -> Config:
     def number(key: str, default: float) -> float:
         return float(s[key]) if key in s else default
 
+    http = http_settings(base, s, origin)
+    cors_given = any(key.startswith("cors_") for key in s) or "http_invoke_mode" in s
+    if cors_given and http["http_format"] != "function-url":
+        warnings.append(f"{origin}: cors_* and http_invoke_mode apply to function-url only")
+
     config = dataclasses.replace(
         base,
         command=resolved,
@@ -250,11 +284,52 @@ def derive(base: Config, name: str, s: Settings, origin: str) -> Config:
         event_retry_delay_s=number("event_retry_delay", base.event_retry_delay_s),
         event_max_age_s=number("event_max_age", base.event_max_age_s),
         warnings=tuple(warnings),
+        **http,
     )
     try:
         return check_function(config)
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from None
+
+
+def http_settings(base: Config, s: Settings, origin: str) -> Settings:
+    """The HTTP front's fields of one function's Config, from its settings over the flags'."""
+    from .config import HTTP_FORMATS, INVOKE_MODES
+
+    fmt = s.get("http_format", base.http_format)
+    if fmt not in HTTP_FORMATS:
+        raise ConfigError(f"{origin}: http_format must be one of {', '.join(HTTP_FORMATS)}")
+    mode = str(s.get("http_invoke_mode", base.http_invoke_mode)).upper()
+    if mode not in INVOKE_MODES:
+        raise ConfigError(f"{origin}: http_invoke_mode must be one of {', '.join(INVOKE_MODES)}")
+    timeout = s.get("http_integration_timeout", base.http_integration_timeout_s)
+    if timeout is not None and not 0 < timeout <= 900:
+        raise ConfigError(f"{origin}: http_integration_timeout must be more than 0, at most 900")
+    lists = {}
+    for key in (
+        "cors_allow_origins",
+        "cors_allow_methods",
+        "cors_allow_headers",
+        "cors_expose_headers",
+    ):
+        values = s.get(key, getattr(base, key))
+        if not all(isinstance(v, str) and v.strip() for v in values):
+            raise ConfigError(f"{origin}: {key} must be a list of non-empty strings")
+        lists[key] = tuple(v.strip() for v in values)
+    lists["cors_allow_methods"] = tuple(m.upper() for m in lists["cors_allow_methods"])
+    max_age = int(s.get("cors_max_age", base.cors_max_age))
+    if not 0 <= max_age <= 86400:
+        raise ConfigError(f"{origin}: cors_max_age must be 0-86400 seconds")
+    return {
+        "http_format": fmt,
+        "http_invoke_mode": mode,
+        "http_integration_timeout_s": None if timeout is None else float(timeout),
+        "cors_max_age": max_age,
+        "cors_allow_credentials": bool(
+            s.get("cors_allow_credentials", base.cors_allow_credentials)
+        ),
+        **lists,
+    }
 
 
 def runtime_command(runtime: str, task_root: str, origin: str, warnings: list[str]) -> list[str]:

@@ -2,8 +2,9 @@
 
 Reads every `AWS::Serverless::Function`: Handler, Runtime, CodeUri, Timeout, MemorySize,
 Description, Environment.Variables, Layers that are local (paths or `!Ref` to an
-`AWS::Serverless::LayerVersion` with a local ContentUri), ReservedConcurrentExecutions, and `Api` /
-`HttpApi` events as routes, over `Globals.Function`. CloudFormation's short tags (`!Ref`, `!Sub`,
+`AWS::Serverless::LayerVersion` with a local ContentUri), ReservedConcurrentExecutions, `Api` /
+`HttpApi` events as routes and the HTTP front's format, and `FunctionUrlConfig`, over
+`Globals.Function`. CloudFormation's short tags (`!Ref`, `!Sub`,
 `!GetAtt`, ...) all parse; the intrinsic functions are evaluated as far as a local run can:
 parameters take their defaults, pseudo parameters (AWS::Region, ...) the emulator's values,
 conditions are evaluated, and what only a deployed stack knows (`!GetAtt`, `!ImportValue`) becomes
@@ -306,6 +307,7 @@ def functions_of(
     resolver = Resolver(doc, base, stack, overrides)
     globals_ = (doc.get("Globals") or {}).get("Function") or {}
     out = []
+    notes: list[str] = [] if warnings is None else warnings
     for logical_id, resource in (doc.get("Resources") or {}).items():
         if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
             continue
@@ -315,7 +317,7 @@ def functions_of(
                 continue
             props = merge_globals(globals_, resource.get("Properties") or {})
             props = resolver.value(props)
-            out.append(settings_of(logical_id, props, resolver, here, where))
+            out.append(settings_of(logical_id, props, resolver, here, where, notes))
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     if warnings is not None:
@@ -341,7 +343,12 @@ def merge_globals(globals_: Mapping[str, Any], props: Mapping[str, Any]) -> dict
 
 
 def settings_of(
-    logical_id: str, props: Mapping[str, Any], resolver: Resolver, here: str, where: str
+    logical_id: str,
+    props: Mapping[str, Any],
+    resolver: Resolver,
+    here: str,
+    where: str,
+    warnings: list[str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     if props.get("PackageType") == "Image":
         raise ConfigError(
@@ -382,8 +389,64 @@ def settings_of(
     routes = [route for event in (props.get("Events") or {}).values() if (route := route_of(event))]
     if routes:
         settings["routes"] = routes
+    settings.update(front_of(props, where, [] if warnings is None else warnings))
     name = props.get("FunctionName") or logical_id
     return str(name), settings
+
+
+def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[str, Any]:
+    """The HTTP front a function sits behind, as `sam local start-api` and AWS would put it: `Api`
+    events a REST API (payload 1.0), `HttpApi` events an HTTP API (payload 2.0, unless the event's
+    PayloadFormatVersion is "1.0"; their TimeoutInMillis the integration timeout), else a
+    `FunctionUrlConfig` a Function URL (its InvokeMode and Cors). The front's settings are one per function here, so the first API event decides."""
+    kinds = []
+    timeouts = []
+    for event in (props.get("Events") or {}).values():
+        if isinstance(event, dict) and event.get("Type") in ("Api", "HttpApi"):
+            event_props = event.get("Properties") or {}
+            version = str(event_props.get("PayloadFormatVersion", "2.0"))
+            kinds.append(
+                "rest-api" if event["Type"] == "Api" or version.startswith("1") else "http-api"
+            )
+            timeout = event_props.get("TimeoutInMillis")
+            if isinstance(timeout, int | str) and str(timeout).isdigit() and int(timeout) > 0:
+                timeouts.append(int(timeout) / 1000)
+    url = props.get("FunctionUrlConfig")
+    if kinds:
+        if len(set(kinds)) > 1:
+            warnings.append(
+                f"{where}: both Api (payload 1.0) and HttpApi (2.0) events: every route of "
+                f"the function gets {kinds[0]} events here"
+            )
+        if isinstance(url, dict):
+            warnings.append(f"{where}: FunctionUrlConfig is ignored beside its Api/HttpApi events")
+        front: dict[str, Any] = {"http_format": kinds[0]}
+        if timeouts:
+            # the events' integration timeout (SAM's TimeoutInMillis); the longest if they differ
+            front["http_integration_timeout"] = max(timeouts)
+        return front
+    if not isinstance(url, dict):
+        return {}
+    out: dict[str, Any] = {"http_format": "function-url"}
+    if "InvokeMode" in url:
+        out["http_invoke_mode"] = url["InvokeMode"]
+    cors = url.get("Cors")
+    if isinstance(cors, dict):
+        for key, prop in (
+            ("cors_allow_origins", "AllowOrigins"),
+            ("cors_allow_methods", "AllowMethods"),
+            ("cors_allow_headers", "AllowHeaders"),
+            ("cors_expose_headers", "ExposeHeaders"),
+            ("cors_max_age", "MaxAge"),
+            ("cors_allow_credentials", "AllowCredentials"),
+        ):
+            if prop in cors:
+                out[key] = cors[prop]
+        if isinstance(out.get("cors_max_age"), str) and out["cors_max_age"].isdigit():
+            out["cors_max_age"] = int(out["cors_max_age"])
+        if isinstance(out.get("cors_allow_credentials"), str):
+            out["cors_allow_credentials"] = out["cors_allow_credentials"].lower() == "true"
+    return out
 
 
 def layer_path(layer: Any, resolver: Resolver, here: str) -> str | None:

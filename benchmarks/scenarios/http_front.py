@@ -60,7 +60,7 @@ def run(config: Config, say: Say) -> dict[str, Any]:
             **clients,
         }
         for client, path, _ in clients.values():
-            _timed(client, path, sizes.warmup)
+            harness.timed_invokes(client, sizes.warmup, b"{}", path=path)
         names = list(clients)
         samples: dict[str, list[int]] = {n: [] for n in names}
         medians: dict[str, list[float]] = {n: [] for n in names}
@@ -71,7 +71,7 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                 client, path, emu = clients[name]
                 assert emu.proc is not None
                 c0 = harness.cpu_ns(emu.proc.pid)
-                batch = _timed(client, path, sizes.emulator_batch)
+                batch = harness.timed_invokes(client, sizes.emulator_batch, b"{}", path=path)
                 cpu[name] += harness.cpu_ns(emu.proc.pid) - c0
                 samples[name].extend(batch)
                 medians[name].append(statistics.median(batch))
@@ -114,19 +114,3 @@ def run(config: Config, say: Say) -> dict[str, Any]:
             client.close()
         for emu in emus.values():
             emu.stop()
-
-
-def _timed(client: harness.InvokeClient, path: str, count: int) -> list[int]:
-    out = []
-    clock = time.perf_counter_ns
-    stop = clock() + int(harness.TIME_LIMIT_S * 1e9)
-    for _ in range(count):
-        t0 = clock()
-        status, reply = client.invoke(b"{}", path)
-        t1 = clock()
-        if status != 200:
-            raise RuntimeError(f"{path} answered {status}: {reply[:300]!r}")
-        out.append(t1 - t0)
-        if t1 > stop:
-            break
-    return out

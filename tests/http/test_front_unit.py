@@ -82,3 +82,35 @@ def test_flags_without_effect_are_warned_of() -> None:
     rest_cors = ["--http", "0", "--http-format", "rest-api", "--cors-allow-origin", "*"]
     assert load(["--handler", "a.b", *rest_cors], {}).warnings
     assert not load(["--handler", "a.b", "--http", "0"], {}).warnings
+
+
+def test_lambda_url_paths_reach_each_of_several_functions() -> None:
+    items = _target("items", "GET /items/{id}")
+    other = _target("other")
+    front = HttpFront([items, other], Metrics(128))
+    found = front._route("POST", "/lambda-url/other/a/b%20c")
+    assert found is not None and found[0].target is other and found[3] == "/a/b%20c"
+    found = front._route("GET", "/lambda-url/items")
+    assert found is not None and found[0].target is items and found[1] is None
+    assert found[3] == "/"
+    assert front._route("GET", "/lambda-url/nobody/x") is None
+    assert front._route("GET", "/items/1") is not None
+    # one function takes every path as it is, /lambda-url/ included
+    alone = HttpFront([_target("only")], Metrics(128))
+    found = alone._route("GET", "/lambda-url/only/x")
+    assert found is not None and found[3] == "/lambda-url/only/x"
+    assert [line.split(":")[0] for line in front.describe()] == [
+        "items (http-api)",
+        "other (http-api)",
+    ]
+
+
+def test_a_route_given_twice_is_served_by_the_first_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = _target("first", "GET /same"), _target("second", "GET /same")
+    with caplog.at_level("WARNING", logger="rie"):
+        front = HttpFront([first, second], Metrics(128))
+    assert "route GET /same is given by first and second: first serves it" in caplog.text
+    found = front._route("GET", "/same")
+    assert found is not None and found[0].target is first

@@ -52,6 +52,22 @@ def test_http(lambda_function):
     import urllib.request
     with urllib.request.urlopen(fn.http_url + "/hello") as reply:
         assert reply.status == 200
+
+def test_http_with_a_template_and_a_config(lambda_function):
+    import urllib.error, urllib.request
+    fn = lambda_function(template="template.yaml", name="Greeter", http=True)
+    assert fn.invoke({"name": "i"}).payload["stage"] == "from-template"
+    # several functions: each at /lambda-url/NAME/, its events as a Function URL sends them
+    with urllib.request.urlopen(fn.http_url + "/lambda-url/Other/x?name=q") as reply:
+        assert reply.status == 200
+        assert json.loads(reply.read()) == {"stage": "other", "name": None}
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(fn.http_url + "/nowhere")
+    assert info.value.code == 404 and json.loads(info.value.read()) == {"message": "Not Found"}
+    one = lambda_function(config="rie.toml", name="one", http=True)
+    assert one.invoke({"name": "c"}).payload["name"] == "c"
+    with urllib.request.urlopen(one.http_url + "/one") as reply:
+        assert reply.status == 200 and json.loads(reply.read())["stage"] is None
 """
 
 APP = """
@@ -81,6 +97,14 @@ Resources:
     Properties:
       FunctionName: Other
       Environment: {Variables: {STAGE: other}}
+"""
+
+CONFIG = """
+[functions.one]
+handler = "app.handler"
+task_root = "src"
+http_format = "http-api"
+routes = ["GET /one"]
 """
 
 
@@ -117,11 +141,12 @@ def test_a_users_test_file_runs_green(tmp_path: Path) -> None:
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "app.py").write_text(APP)
     (tmp_path / "template.yaml").write_text(TEMPLATE)
+    (tmp_path / "rie.toml").write_text(CONFIG)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_user.py").write_text(textwrap.dedent(USER_TESTS))
     done = run_pytest(tmp_path / "test_user.py", tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 passed" in done.stdout
+    assert "5 passed" in done.stdout
 
 
 def test_the_example_test_runs_green(tmp_path: Path) -> None:

@@ -164,3 +164,15 @@ def test_duration_runs_from_dispatch_to_answer() -> None:
     inv.dispatch()
     inv.respond(b"")
     assert inv.duration_ms < 15
+
+
+def test_a_timeout_lasts_the_whole_timeout_even_when_its_timer_fires_early() -> None:
+    # the loop's timer may fire a millisecond early by perf_counter; REPORT must not say 999.95 ms
+    durations: list[float] = []
+    inv = Invocation(
+        "id-1", Request(b"{}"), 1.0, on_final=lambda i: durations.append(i.duration_ms)
+    )
+    inv.dispatch()
+    inv.time_out()  # at once: the earliest a timer could ever fire
+    assert durations and durations[0] >= 1000.0
+    assert inv.duration_ms >= 1000.0
