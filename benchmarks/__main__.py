@@ -104,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(
             "not run from a virtual environment: start-up figures include the base interpreter's .pth files"
         )
+    compiled = harness.compile_sources()
+    if compiled:
+        notes.append(compiled)
     why_go = harness.peer_rie_problem(args.peer_rie)
     if why_go:
         notes.append(f"Go emulator: skipped ({why_go})")
@@ -181,8 +184,9 @@ def render(results: dict[str, Any], args: argparse.Namespace, full: bool) -> int
         if plot_note:
             print(plot_note)
     results_md.parent.mkdir(parents=True, exist_ok=True)
+    kept = report.kept_sections(results_md)
     results_md.write_text(
-        report.results_markdown(_complete(results), plot_paths, results_md, plot_note)
+        report.results_markdown(_complete(results), plot_paths, results_md, plot_note) + kept
     )
     print(
         f"\nraw results: {json_path}\nmarkdown: {results_md}"

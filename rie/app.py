@@ -19,15 +19,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import extensions_api, logs, runtime_api
+from . import extensions_api, lean_aiohttp, logs, runtime_api
 from .config import Config
 from .environment import Endpoint, Environment
 from .functions import Function, Functions
-from .httpserver import Runner, listen
-from .invoke_api import Services, build_app
 from .supervisor import MemoryCgroup, sweep_leftovers
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
+    from .httpserver import Runner
     from .layers import Layers
 
 log = logging.getLogger("rie")
@@ -35,8 +34,36 @@ log = logging.getLogger("rie")
 DEFAULT_EXTENSIONS_DIR = "/opt/extensions"
 
 
+def _import_http_layer(own_process: bool) -> None:
+    """Import the Invoke API (run in a thread while the loop starts environments). In the `rie`
+    process, aiohttp is entered without its client (see lean_aiohttp)."""
+    # the loop's thread is to get the GIL back within 0.5 ms, not 5, whenever a runtime needs
+    # an answer or a process is to be spawned, while this thread imports
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.0005))
+    try:
+        if own_process and lean_aiohttp.enter_server_side():
+            try:
+                from . import httpserver, invoke_api
+            except Exception as exc:
+                log.debug("aiohttp's server could not be imported on its own (%s)", exc)
+                lean_aiohttp.abandon("rie.httpserver", "rie.invoke_api", "rie.catalog")
+        from . import httpserver, invoke_api  # noqa: F401
+    finally:
+        sys.setswitchinterval(interval)
+
+
 class Server:
-    def __init__(self, configs: Config | Sequence[Config], environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        configs: Config | Sequence[Config],
+        environ: Mapping[str, str],
+        *,
+        own_process: bool = False,
+    ) -> None:
+        """`own_process`: the emulator is alone in its process (the `rie` command), so that
+        aiohttp may be entered without its client."""
+        self._own_process = own_process
         configs = [configs] if isinstance(configs, Config) else list(configs)
         self.layers: list[Layers] = []
         # each function's layers and extensions, and the variables its layers add
@@ -107,8 +134,23 @@ class Server:
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
         sweep_leftovers()
-        # provisioned environments of every function are ready before the first caller
-        await asyncio.gather(*(fn.start() for fn in self.functions))
+        # aiohttp's import is most of rie's start-up: it runs in a thread while the first
+        # environments start, so that their runtimes' init (which Lambda may run ahead of the
+        # first invoke) is hidden behind it rather than added to it
+        importing = None
+        if "rie.invoke_api" not in sys.modules:
+            importing = asyncio.get_running_loop().run_in_executor(
+                None, _import_http_layer, self._own_process
+            )
+        try:
+            # provisioned environments of every function are ready before the first caller
+            await asyncio.gather(*(fn.start() for fn in self.functions))
+        finally:
+            if importing is not None:
+                await importing
+        from .httpserver import listen
+        from .invoke_api import Services, build_app, fast_invoke_path
+
         if any(fn.config.watch for fn in self.functions):
             from . import reload  # watchfiles only with --watch
 
@@ -124,6 +166,7 @@ class Server:
             fallback=False,
             head_timeout_s=self.config.request_head_timeout_s,
             keepalive_timeout_s=self.config.keepalive_timeout_s,
+            handler=fast_invoke_path,
             # by the time connections are closed every invocation is answered: this only bounds
             # a caller that is slow to read its answer
             shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
@@ -138,6 +181,7 @@ class Server:
 
     async def _start_http(self, host: str, port: int) -> None:
         from .http_front import HttpFront  # only when the front is asked for
+        from .httpserver import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart
@@ -220,13 +264,15 @@ def _shares(grace_s: float) -> tuple[float, float]:
     return term_s, min(0.25, grace_s / 8)
 
 
-async def serve(configs: Config | Sequence[Config], environ: Mapping[str, str]) -> int:
+async def serve(
+    configs: Config | Sequence[Config], environ: Mapping[str, str], own_process: bool = False
+) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        server = Server(configs, environ)
+        server = Server(configs, environ, own_process=own_process)
     except ValueError as exc:  # a layer that cannot be unpacked
         log.error("%s", exc)
         return 2
@@ -247,5 +293,5 @@ def run(configs: Config | Sequence[Config], environ: Mapping[str, str] | None = 
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(serve(configs, environ))
-    return uvloop.run(serve(configs, environ))
+        return asyncio.run(serve(configs, environ, own_process=True))
+    return uvloop.run(serve(configs, environ, own_process=True))

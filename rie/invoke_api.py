@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -74,6 +75,9 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _FORWARDED = ("Content-Type", H_TRACE, H_TENANT, H_COGNITO)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _NOT_JSON = "Could not parse request body into json: Could not parse payload into json: "
+# a FunctionName the fast path takes as is: what the router's `{name}` matches, without escapes
+# to decode, and not a dot segment (the URL's normalisation would have removed it)
+_PLAIN_NAME = re.compile(r"(?!\.\.?$)[^{}/%]+")
 _SOURCE_SHOWN = 500  # characters of a refused payload quoted in the error, as Lambda's parser does
 
 
@@ -174,7 +178,7 @@ def json_error(body: bytes) -> str | None:
     return f"{what}\n at [Source: (byte[]){shown}; line: {line}, column: {column}]"
 
 
-def _expects_continue(request: web.Request) -> bool:
+def _expects_continue(request: web.BaseRequest) -> bool:
     expect = request.headers.get("Expect")
     if expect is None or request.version != HttpVersion11:
         return False
@@ -185,7 +189,7 @@ def _expects_continue(request: web.Request) -> bool:
     return True
 
 
-async def read_payload(request: web.Request, limit: int, operation: str) -> bytes:
+async def read_payload(request: web.BaseRequest, limit: int, operation: str) -> bytes:
     """The request body, refused with 413 before buffering more than `limit` bytes of it.
 
     A client waiting for `100 Continue` gets it only here, once its head was found acceptable;
@@ -217,13 +221,11 @@ async def read_payload(request: web.Request, limit: int, operation: str) -> byte
 
 
 async def accept(
-    request: web.Request, operation: str
+    request: web.BaseRequest, operation: str, functions: Functions, name: str
 ) -> tuple[Invocation, Function] | web.Response:
-    """Validate an invoke request; the Invocation to run and its function, or the answer to give
-    at once."""
-    fn = resolve_function(
-        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
-    )
+    """Validate an invoke request for the function `name` designates; the Invocation to run and
+    its function, or the answer to give at once."""
+    fn = resolve_function(functions, name, request.query.get("Qualifier"))
     config = fn.config
     headers = request.headers
 
@@ -288,7 +290,15 @@ def _answer_headers(inv: Invocation, config: Config) -> dict[str, str]:
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:
-    accepted = await accept(request, "InvokeFunction")
+    return await invoke_function(
+        request, request.app[SERVICES].functions, request.match_info["name"]
+    )
+
+
+async def invoke_function(
+    request: web.BaseRequest, functions: Functions, name: str
+) -> web.StreamResponse:
+    accepted = await accept(request, "InvokeFunction", functions, name)
     if isinstance(accepted, web.Response):
         return accepted
     inv, fn = accepted
@@ -314,7 +324,12 @@ async def invoke_streaming(request: web.Request) -> web.StreamResponse:
     A runtime that streams its response has each chunk passed on as it arrives; a buffered
     response goes out as one chunk.
     """
-    accepted = await accept(request, "InvokeWithResponseStream")
+    accepted = await accept(
+        request,
+        "InvokeWithResponseStream",
+        request.app[SERVICES].functions,
+        request.match_info["name"],
+    )
     if isinstance(accepted, web.Response):
         return accepted
     inv, fn = accepted
@@ -421,25 +436,32 @@ def rendering_errors(handler: Handler) -> Handler:
     """Render the project's errors as AWS service errors (a wrapper, cheaper than a middleware)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except RieError as error:
-            response = web.Response(status=error.status, body=error.body(), headers=error.headers())
-            body = request.content
-            if not body.is_eof():
-                # refused before its body was read: the connection cannot carry another request
-                response.force_close()
-                expect = request.headers.get("Expect", "")
-                if body.total_bytes == 0 and expect.lower() == "100-continue":
-                    # nor will the body come, for want of a `100 Continue`: close at once
-                    # rather than wait for it
-                    body.feed_eof()
-            return response
-        except ConnectionResetError:
-            # the caller hung up before its request was complete: there is no one to answer
-            return web.Response(status=400)
+        return await answering_errors(request, handler(request))
 
     return wrapped
+
+
+async def answering_errors(
+    request: web.BaseRequest, answer: Awaitable[web.StreamResponse]
+) -> web.StreamResponse:
+    """`answer`, or the project's error it raised rendered as an AWS service error."""
+    try:
+        return await answer
+    except RieError as error:
+        response = web.Response(status=error.status, body=error.body(), headers=error.headers())
+        body = request.content
+        if not body.is_eof():
+            # refused before its body was read: the connection cannot carry another request
+            response.force_close()
+            expect = request.headers.get("Expect", "")
+            if body.total_bytes == 0 and expect.lower() == "100-continue":
+                # nor will the body come, for want of a `100 Continue`: close at once
+                # rather than wait for it
+                body.feed_eof()
+        return response
+    except ConnectionResetError:
+        # the caller hung up before its request was complete: there is no one to answer
+        return web.Response(status=400)
 
 
 async def unknown_path(request: web.Request) -> web.StreamResponse:
@@ -452,6 +474,32 @@ async def method_not_allowed(request: web.Request) -> web.StreamResponse:
 
 async def _no_early_continue(request: web.Request) -> None:
     """`100 Continue` is sent by `read_payload`, once the head is known to be acceptable."""
+
+
+def fast_invoke_path(
+    app: web.Application,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The Invoke API's request handler: InvokeFunction (the hot path) is answered without
+    aiohttp's router, middleware and expect handling; every other request goes through `app`.
+
+    The shortcut is taken only where the router would pick the same route with the same name: a
+    POST whose path is exactly `PATH_INVOKE` with a name free of escapes (`%`), `{`, `}` and dot
+    segments, and no `Expect` header (whose handling is the router's)."""
+    routed = app._handle
+    functions = app[SERVICES].functions
+    prefix, suffix = PATH_INVOKE.split("{name}")
+    cut, end = len(prefix), -len(suffix)
+
+    def handle(request: web.Request) -> Awaitable[web.StreamResponse]:
+        if request.method == "POST":
+            path = request.rel_url.path_safe
+            if path.startswith(prefix) and path.endswith(suffix) and len(path) > cut - end:
+                name = path[cut:end]
+                if _PLAIN_NAME.fullmatch(name) and "Expect" not in request.headers:
+                    return answering_errors(request, invoke_function(request, functions, name))
+        return routed(request)
+
+    return handle
 
 
 def build_app(services: Services) -> web.Application:

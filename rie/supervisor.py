@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,19 +75,28 @@ def _load_prctl() -> Callable[..., int] | None:
 
 _prctl: Callable[..., int] | None = None
 _preexec_ok: bool | None = None  # None: not decided yet (at the first spawn)
+_pidfd_ok = False  # runtimes are started off the loop, their exits seen through pidfds
+
+
+def _decide_child_setup() -> None:
+    """Decided at the first spawn, on the loop: whether runtimes get a preexec function, and
+    whether they are started off the loop."""
+    global _prctl, _preexec_ok, _pidfd_ok
+    if _preexec_ok is None:
+        # a preexec function costs a fork instead of a vfork: under uvloop, which forks anyway
+        # when it spawns on the loop, runtimes get one; the stdlib loop keeps vfork (several
+        # times cheaper per spawn) and its runtimes go without the parent-death signal and adopt
+        # their cgroup afterwards. (That signal is tied to the thread that forks: runtimes
+        # started off the loop come from the loop's worker threads, which live as long as it.)
+        _preexec_ok = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        _prctl = _load_prctl() if _preexec_ok else None
+        _pidfd_ok = _pidfd_works()
 
 
 def _child_setup(cgroup_procs: str | None) -> Callable[[], None] | None:
     """What the child does between fork and exec: join its cgroup (before it can start anything,
     so even what it starts at once is a member) and tie itself to the emulator's life
     (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is killed outright."""
-    global _prctl, _preexec_ok
-    if _preexec_ok is None:
-        # uvloop forks either way, so a preexec function costs nothing measurable there; the
-        # stdlib loop would give up vfork for it (several times slower per spawn): without
-        # uvloop, runtimes go without the parent-death signal and adopt their cgroup afterwards
-        _preexec_ok = type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-        _prctl = _load_prctl() if _preexec_ok else None
     if not _preexec_ok:
         return None
     prctl = _prctl
@@ -125,7 +136,7 @@ class Process:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        proc: asyncio.subprocess.Process | _Child,
         read_fd: int,
         on_output: Callable[[bytes], None],
         cgroup: MemoryCgroup | None = None,
@@ -225,19 +236,62 @@ class Process:
         return leader + sum(_status_kb(child, b"VmHWM:") * 1024 for child in _descendants(self.pid))
 
 
-async def spawn(
+class _Child:
+    """A runtime process started off the loop (`subprocess.Popen` in a worker thread), whose exit
+    the loop sees through a pidfd; it offers what `Process` uses of an asyncio subprocess."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self._popen = popen  # kept until the exit is seen, so that nothing else reaps the pid
+        self.pid = popen.pid
+        self._loop = loop
+        self._exit: asyncio.Future[int] = loop.create_future()
+        self._pidfd: int | None = os.pidfd_open(popen.pid)
+        loop.add_reader(self._pidfd, self._readable)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def _readable(self) -> None:
+        code = self._popen.poll()  # negative for a signal, as asyncio reports it
+        if code is None or self._pidfd is None:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        if not self._exit.done():
+            self._exit.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exit)
+
+
+def _pidfd_works() -> bool:
+    """Whether this machine gives pidfds (Linux 5.3 and later, unless a seccomp filter refuses)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+def _start_child(
     command: Sequence[str],
     env: Mapping[str, str],
     cwd: str,
-    on_output: Callable[[bytes], None],
-    cgroup_name: str | None = None,
-) -> Process:
+    write_fd: int,
+    cgroup_name: str | None,
+) -> tuple[subprocess.Popen[bytes], MemoryCgroup | None]:
+    """Make the runtime's cgroup, start the runtime in it; the cgroup if the runtime is in it.
+
+    Run in a worker thread: making a cgroup, `fork` and `exec` (which `Popen` waits for) and the
+    cgroup write take milliseconds each, more when the CPUs are busy with other runtimes' init,
+    and the loop meanwhile serves the environments already running."""
     cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
-    read_fd, write_fd = os.pipe()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.DEVNULL,
+        popen = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
             stdout=write_fd,
             stderr=write_fd,
             env=dict(env),
@@ -246,16 +300,81 @@ async def spawn(
             preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
         )
     except BaseException:
-        os.close(read_fd)
         if cgroup is not None:
             cgroup.remove()
         raise
-    finally:
-        os.close(write_fd)
-    if cgroup is not None and not cgroup.adopt(proc.pid):
+    if cgroup is not None and not cgroup.adopt(popen.pid):
         cgroup.remove()
         cgroup = None
-    return Process(proc, read_fd, on_output, cgroup)
+    return popen, cgroup
+
+
+def _abandon(
+    loop: asyncio.AbstractEventLoop,
+    started: asyncio.Future[tuple[subprocess.Popen[bytes], MemoryCgroup | None]],
+) -> None:
+    """Kill a runtime whose start was given up on, and reap it."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    popen, cgroup = started.result()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(popen.pid, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill_members()
+        MemoryCgroup.pending.add(cgroup)  # removed once empty, at the latest at shutdown
+        for delay in (0.05, 0.25, 1.0):
+            loop.call_later(delay, cgroup.remove)
+    loop.run_in_executor(None, popen.wait)
+
+
+async def spawn(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    on_output: Callable[[bytes], None],
+    cgroup_name: str | None = None,
+) -> Process:
+    _decide_child_setup()
+    loop = asyncio.get_running_loop()
+    read_fd, write_fd = os.pipe()
+    try:
+        if _pidfd_ok:
+            # off the loop: the loop keeps serving the other environments while this one starts
+            starting = loop.run_in_executor(
+                None, _start_child, command, env, cwd, write_fd, cgroup_name
+            )
+            try:
+                popen, cgroup = await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                # given up on while it starts: it is killed as soon as it is there
+                starting.add_done_callback(functools.partial(_abandon, loop))
+                raise
+            return Process(_Child(popen, loop), read_fd, on_output, cgroup)
+        cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=write_fd,
+                stderr=write_fd,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,  # its own session and process group
+                preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
+            )
+        except BaseException:
+            if cgroup is not None:
+                cgroup.remove()
+            raise
+        if cgroup is not None and not cgroup.adopt(proc.pid):
+            cgroup.remove()
+            cgroup = None
+        return Process(proc, read_fd, on_output, cgroup)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
 
 
 class MemoryCgroup:

@@ -124,6 +124,11 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                 la, lb = f"{a}+{client}", f"{b}+{client}"
                 if la in medians and lb in medians:
                     ratios[f"{la} / {lb}"] = harness.pair_ratios(medians[la], medians[lb])
+        # the whole stack against the Go emulator as people run it (with awslambdaric)
+        if "rie+runtime" in medians and "go+awslambdaric" in medians:
+            ratios["rie+runtime / go+awslambdaric"] = harness.pair_ratios(
+                medians["rie+runtime"], medians["go+awslambdaric"]
+            )
         for kind in KINDS:
             la, lb = f"{kind}+awslambdaric", f"{kind}+runtime"
             if la in medians and lb in medians:
