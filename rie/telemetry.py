@@ -29,7 +29,12 @@ log = logging.getLogger("rie")
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
 TYPES = ("platform", "function", "extension")
-LOOPBACK_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost", "127.0.0.1"})
+# the hosts a destination may name; all are delivered to 127.0.0.1. `0.0.0.0` is there because
+# AWS's sample extensions, under AWS_SAM_LOCAL, listen on 0.0.0.0 and subscribe with that address
+LOOPBACK_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost", "127.0.0.1", "0.0.0.0"})
+# platform.initStart's fields that came after the 2022-07-01 schema (its reference lists only
+# initializationType, phase, runtimeVersion and runtimeVersionArn)
+_INIT_START_LATER = ("functionName", "functionVersion", "instanceId", "instanceMaxMemory")
 _BUFFERING = {  # (minimum, maximum, Telemetry API default, Logs API default)
     "maxItems": (1000, 10000, 1000, 10000),
     "maxBytes": (262144, 1048576, 262144, 262144),
@@ -238,10 +243,11 @@ def for_logs_api(ev: Event) -> list[Event]:
 
 
 def _for_schema(ev: Event, schema: str) -> Event:
-    """2022-07-01 predates spans and tracing in records."""
-    if schema != "2022-07-01" or not isinstance(ev["record"], dict):
+    """2022-07-01's `platform.initStart` lacks the function's fields added later; its other
+    records are the same (its reference shows `tracing` and `spans` in start and runtimeDone)."""
+    if schema != "2022-07-01" or ev["type"] != "platform.initStart":
         return ev
-    record = {k: v for k, v in ev["record"].items() if k not in ("spans", "tracing")}
+    record = {k: v for k, v in ev["record"].items() if k not in _INIT_START_LATER}
     return {**ev, "record": record}
 
 

@@ -101,8 +101,37 @@ def test_logs_api_view_and_oldest_schema() -> None:
     assert [e["type"] for e in t.for_logs_api(rep)] == ["platform.end", "platform.report"]
     assert t.for_logs_api(t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x")) == []
     assert t.for_logs_api(t.log_line("function", '{"a":1}', True))[0]["record"] == '{"a": 1}'
-    old = t._for_schema(t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x"), "2022-07-01")
-    assert "spans" not in old["record"] and "tracing" not in old["record"]
+    # 2022-07-01: runtimeDone keeps its spans and tracing (that schema's reference shows them);
+    # initStart has only the four fields that schema lists
+    done = t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x")
+    assert t._for_schema(done, "2022-07-01") == done
+    init = t.init_start("on-demand", "fn", "$LATEST", "i-1", 128)
+    assert set(t._for_schema(init, "2022-07-01")["record"]) == {
+        "initializationType",
+        "phase",
+        "runtimeVersion",
+        "runtimeVersionArn",
+    }
+    assert t._for_schema(init, "2022-12-13") == init
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        # the destinations AWS's sample extensions subscribe with: python-example-logs-api-
+        # extension (`sandbox`), the telemetry samples (`sandbox.localdomain`, and `0.0.0.0`
+        # when AWS_SAM_LOCAL is set), without a path
+        "http://sandbox:4243",
+        "http://sandbox.localdomain:4243",
+        "http://0.0.0.0:4243",
+        "http://localhost:4243/",
+        "http://127.0.0.1:4243/",
+    ],
+)
+def test_the_sample_extensions_destinations_reach_loopback(uri: str) -> None:
+    dest = {"protocol": "HTTP", "URI": uri}
+    req = t.parse_subscription(body(destination=dest, schemaVersion="2022-07-01"))
+    assert req.destination == t.Destination("HTTP", "127.0.0.1", 4243, "/")
 
 
 def test_output_becomes_whole_lines() -> None:
