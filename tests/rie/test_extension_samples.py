@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import RieProcess, rie
+from tests.rie.conftest import wait_until
 
 HERE = Path(__file__).resolve().parent
 LAYERS = HERE / "fixtures" / "sample_layers"
@@ -166,6 +167,26 @@ def test_python_sample_style_extension_binding_the_sandbox_names(tmp_path: Path)
             log, lambda recs: reported("telemetry", rid)(recs) and reported("logs", rid)(recs)
         )
     check_session(wait_records(log, shut_down), "python_sample_ext", rid)
+
+
+@pytest.mark.skipif(
+    _resolves_to_loopback("sandbox.localdomain"),
+    reason="sandbox.localdomain resolves here: the extension would start",
+)
+def test_a_listener_on_an_unresolvable_sandbox_name_gets_a_hint(tmp_path: Path) -> None:
+    """Where `sandbox.localdomain` does not resolve, an extension binding it dies during init:
+    the invoke fails as on Lambda when an extension crashes, and rie says once why that is
+    likely and what to do."""
+    env = {"EXT_LOG": str(tmp_path / "log"), "EXT_PYTHON": sys.executable}
+    env["EXT_LISTEN_HOST"] = "sandbox.localdomain"
+    with start("python", env) as r:
+        reply = r.invoke({})
+        assert reply.status == 200 and reply.headers.get("x-amz-function-error") == "Unhandled"
+        assert json.loads(reply.body)["errorType"] == "Extension.Crash"
+        r.wait_for(r"sandbox\.localdomain .*not resolve.*127\.0\.0\.1 sandbox\.localdomain sandbox")
+        r.invoke({})  # a second crash: the hint is not repeated
+        wait_until(lambda: sum("State: Crash" in line for line in r.lines) >= 2, 20, "2 crashes")
+    assert sum("not resolve" in line for line in r.lines) == 1
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
