@@ -28,6 +28,8 @@ from .errors import RieError
 log = logging.getLogger("rie")
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+# the Logs API's own versions: optional, 2020-08-15 by default; 2021-03-18 adds platform.runtimeDone
+LOGS_SCHEMA_VERSIONS = ("2020-08-15", "2021-03-18")
 TYPES = ("platform", "function", "extension")
 # the hosts a destination may name; all are delivered to 127.0.0.1. `0.0.0.0` is there because
 # AWS's sample extensions, under AWS_SAM_LOCAL, listen on 0.0.0.0 and subscribe with that address
@@ -51,6 +53,12 @@ Event = dict[str, Any]
 class ValidationError(RieError):
     status = 400
     error_type = "ValidationError"
+
+
+class LogsValidationError(ValidationError):
+    """The Logs API's name for the same error (AWS's Logs API reference shows it)."""
+
+    error_type = "Logs.ValidationError"
 
 
 def iso_time(epoch: float | None = None) -> str:
@@ -219,9 +227,16 @@ def status_of(state_name: str) -> str:
 # --- the Logs API's view of the same events -------------------------------------------------
 
 
-def for_logs_api(ev: Event) -> list[Event]:
-    """The Logs API's records for one event (its older, smaller schema), possibly none."""
+def for_logs_api(ev: Event, schema: str = "2020-08-15") -> list[Event]:
+    """The Logs API's records for one event (its older, smaller schema), possibly none.
+    `platform.runtimeDone` is sent only under its schema 2021-03-18, with `requestId` and a
+    `status` of success, failure or timeout."""
     kind, record = ev["type"], ev["record"]
+    if kind == "platform.runtimeDone":
+        if schema != "2021-03-18":
+            return []
+        status = record["status"] if record["status"] in ("success", "timeout") else "failure"
+        return [{**ev, "record": {"requestId": record["requestId"], "status": status}}]
     if kind in ("function", "extension"):
         text = record if isinstance(record, str) else json.dumps(record)
         return [{"time": ev["time"], "type": kind, "record": text}]
@@ -271,24 +286,39 @@ class Request:
     max_items: int
     max_bytes: int
     timeout_ms: int
-    schema: str | None  # None: the Logs API
+    schema: str  # a Telemetry API version, or the Logs API's (one of LOGS_SCHEMA_VERSIONS)
+    logs_api: bool = False
 
 
 def parse_subscription(body: bytes, logs_api: bool = False) -> Request:
-    """Validate a `PUT /telemetry` (or `/logs`) body; 400 ValidationError with the reason."""
+    """Validate a `PUT /telemetry` (or `/logs`) body; 400 ValidationError (the Logs API's
+    `Logs.ValidationError`) with the reason."""
+    try:
+        return _parse_subscription(body, logs_api)
+    except ValidationError as exc:
+        if logs_api:
+            raise LogsValidationError(exc.message) from None
+        raise
+
+
+def _parse_subscription(body: bytes, logs_api: bool) -> Request:
     try:
         doc = json.loads(body)
     except ValueError:
         raise ValidationError("request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ValidationError("request body must be a JSON object")
-    schema: str | None = None
-    if not logs_api:
+    versions: tuple[str, ...]
+    if logs_api:
+        schema = doc.get("schemaVersion", LOGS_SCHEMA_VERSIONS[0])
+        versions = LOGS_SCHEMA_VERSIONS
+    else:
         schema = doc.get("schemaVersion")
-        if schema not in SCHEMA_VERSIONS:
-            raise ValidationError(
-                f"schemaVersion: must be one of {', '.join(SCHEMA_VERSIONS)}, got {schema!r}"
-            )
+        versions = SCHEMA_VERSIONS
+    if schema not in versions:
+        raise ValidationError(
+            f"schemaVersion: must be one of {', '.join(versions)}, got {schema!r}"
+        )
     types = doc.get("types")
     if (
         not isinstance(types, list)
@@ -313,6 +343,7 @@ def parse_subscription(body: bytes, logs_api: bool = False) -> Request:
         limits["maxBytes"],
         limits["timeoutMs"],
         schema,
+        logs_api,
     )
 
 
@@ -372,8 +403,8 @@ class Subscription:
     def add(self, ev: Event) -> None:
         if self.closed:
             return
-        if self.request.schema is None:
-            items = for_logs_api(ev)
+        if self.request.logs_api:
+            items = for_logs_api(ev, self.request.schema)
         else:
             items = [_for_schema(ev, self.request.schema)]
         for item in items:

@@ -53,6 +53,10 @@ def events(recs: list[Record], api: str) -> list[Record]:
     return [ev for r in recs if r["kind"] == "batch" and r["api"] == api for ev in r["batch"]]
 
 
+def of(recs: list[Record], name: str) -> list[Record]:
+    return [r for r in recs if r["name"] == name]
+
+
 def reported(api: str, request_id: str) -> Any:
     def pred(recs: list[Record]) -> bool:
         return any(
@@ -63,8 +67,20 @@ def reported(api: str, request_id: str) -> Any:
     return pred
 
 
-def shut_down(recs: list[Record]) -> bool:
-    return any(r["kind"] == "event" and r["event"]["eventType"] == "SHUTDOWN" for r in recs)
+def both_reported(request_id: str) -> Any:
+    return lambda recs: (
+        reported("telemetry", request_id)(recs) and reported("logs", request_id)(recs)
+    )
+
+
+def shut_down(*names: str) -> Any:
+    def pred(recs: list[Record]) -> bool:
+        return all(
+            any(r["kind"] == "event" and r["event"]["eventType"] == "SHUTDOWN" for r in of(recs, n))
+            for n in names
+        )
+
+    return pred
 
 
 def start(layer: str, env: dict[str, str]) -> RieProcess:
@@ -74,14 +90,16 @@ def start(layer: str, env: dict[str, str]) -> RieProcess:
     )  # fmt: skip
 
 
-def check_session(recs: list[Record], name: str, rid: str) -> None:
-    """What every sample-style extension must have seen for one invoke and a spindown."""
-    reg = next(r for r in recs if r["kind"] == "registered")
-    assert reg["status"] == 200 and reg["name"] == name and len(reg["id"]) == 36
+def check_extension(recs: list[Record], name: str, api: str, rid: str) -> list[Record]:
+    """What a sample-style extension must have seen for one invoke and a spindown; its
+    records of `api` back."""
+    mine = of(recs, name)
+    reg = next(r for r in mine if r["kind"] == "registered")
+    assert reg["status"] == 200 and len(reg["id"]) == 36
     assert {"functionName", "functionVersion", "handler"} <= set(reg["answer"])
-    subs = {r["api"]: r for r in recs if r["kind"] == "subscribed"}
-    assert subs["telemetry"]["status"] == 200 and subs["logs"]["status"] == 200
-    got = [r["event"] for r in recs if r["kind"] == "event"]
+    sub = next(r for r in mine if r["kind"] == "subscribed")
+    assert (sub["api"], sub["status"], json.loads(sub["body"])) == (api, 200, "OK")
+    got = [r["event"] for r in mine if r["kind"] == "event"]
     assert [e["eventType"] for e in got] == ["INVOKE", "SHUTDOWN"]
     invoke, shutdown = got
     assert invoke["requestId"] == rid
@@ -89,58 +107,74 @@ def check_session(recs: list[Record], name: str, rid: str) -> None:
     assert isinstance(invoke["deadlineMs"], int)
     assert invoke["tracing"]["type"] == "X-Amzn-Trace-Id"
     assert shutdown["shutdownReason"] == "spindown" and isinstance(shutdown["deadlineMs"], int)
-    # the last batches reach the extension before its SHUTDOWN event
-    last_event = max(i for i, r in enumerate(recs) if r["kind"] == "event")
-    assert reported("telemetry", rid)(recs[:last_event]) and reported("logs", rid)(
-        recs[:last_event]
-    )
+    # the last batch reaches the extension before its SHUTDOWN event
+    last_event = max(i for i, r in enumerate(mine) if r["kind"] == "event")
+    assert reported(api, rid)(mine[:last_event])
+    return events(mine, api)
 
-    telemetry = events(recs, "telemetry")
+
+def check_telemetry(telemetry: list[Record], rid: str) -> None:
     kinds = [ev["type"] for ev in telemetry]
-    for kind in ("platform.start", "platform.runtimeDone", "platform.report"):
+    for kind in ("platform.initStart", "platform.start", "platform.runtimeDone", "platform.report"):
         assert kind in kinds
     assert f"handler echo {rid}" in [ev["record"] for ev in telemetry if ev["type"] == "function"]
     done = next(ev["record"] for ev in telemetry if ev["type"] == "platform.runtimeDone")
     assert done["requestId"] == rid and done["status"] == "success"
     assert {"durationMs", "producedBytes"} <= set(done["metrics"])
+    assert [s["name"] for s in done["spans"]] == ["responseLatency", "responseDuration"]
 
-    logs = [ev for ev in events(recs, "logs") if ev["type"] != "platform.extension"]
-    mine = [
+
+def invocation_types(logs: list[Record], rid: str) -> list[str]:
+    """The Logs API records of one invocation (and the function's lines), in order."""
+    return [
         ev["type"]
         for ev in logs
-        if ev["type"] == "function" or ev["record"].get("requestId") == rid  # type: ignore[union-attr]
+        if ev["type"] == "function"
+        or (isinstance(ev["record"], dict) and ev["record"].get("requestId") == rid)
     ]
-    assert mine == ["platform.start", "function", "platform.end", "platform.report"]
 
 
 @pytest.mark.parametrize("sam_local", [False, True], ids=["sandbox.localdomain", "AWS_SAM_LOCAL"])
-def test_python_sample_style_extension(tmp_path: Path, sam_local: bool) -> None:
-    """python-example-telemetry-api-extension's shape: a launcher in extensions/, `urllib`, a
-    telemetry listener at `http://sandbox.localdomain:PORT` (or, under AWS_SAM_LOCAL, at
-    `http://0.0.0.0:PORT`), and python-example-logs-api-extension's `http://sandbox:PORT`."""
+def test_python_sample_style_extensions(tmp_path: Path, sam_local: bool) -> None:
+    """The shape of python-example-telemetry-api-extension (a launcher in extensions/, `urllib`,
+    schema 2022-07-01, a listener at `http://sandbox.localdomain:PORT`, or under AWS_SAM_LOCAL at
+    `http://0.0.0.0:PORT`) and of python-example-logs-api-extension (`http://sandbox:PORT`, no
+    schemaVersion), side by side in one layer."""
     log = tmp_path / "log"
     env = {"EXT_LOG": str(log), "EXT_PYTHON": sys.executable}
     if sam_local:
         env["AWS_SAM_LOCAL"] = "true"
     with start("python", env) as r:
         rid = r.invoke({"x": 1}).json()["requestId"]  # type: ignore[index]
-        wait_records(
-            log, lambda recs: reported("telemetry", rid)(recs) and reported("logs", rid)(recs)
-        )
-    recs = wait_records(log, shut_down)
-    check_session(recs, "python_sample_ext", rid)
-    reg = next(r for r in recs if r["kind"] == "registered")
-    assert "accountId" in reg["answer"]  # it sent Lambda-Extension-Accept-Feature: accountId
-    sub = next(r for r in recs if r["kind"] == "subscribed" and r["api"] == "telemetry")
+        wait_records(log, both_reported(rid))
+    recs = wait_records(log, shut_down("python_telemetry_ext", "python_logs_ext"))
+
+    telemetry = check_extension(recs, "python_telemetry_ext", "telemetry", rid)
+    check_telemetry(telemetry, rid)
+    sub = next(r for r in of(recs, "python_telemetry_ext") if r["kind"] == "subscribed")
     host = "0.0.0.0" if sam_local else "sandbox.localdomain"
-    assert sub["uri"]["destination"]["URI"].startswith(f"http://{host}:")
-    telemetry = events(recs, "telemetry")
-    # schema 2022-07-01, as the samples subscribe: spans and tracing are there
-    done = next(ev["record"] for ev in telemetry if ev["type"] == "platform.runtimeDone")
-    assert [s["name"] for s in done["spans"]] == ["responseLatency", "responseDuration"]
-    assert all(r.get("content_type") == "application/json" for r in recs if r["kind"] == "batch")
-    ext = next(ev["record"] for ev in telemetry if ev["type"] == "platform.extension")
-    assert ext == {"name": "python_sample_ext", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]}
+    assert sub["request"]["destination"]["URI"].startswith(f"http://{host}:")
+    reg = next(r for r in of(recs, "python_telemetry_ext") if r["kind"] == "registered")
+    assert "accountId" in reg["answer"]  # it sent Lambda-Extension-Accept-Feature: accountId
+    # schema 2022-07-01: initStart has only that schema's fields
+    init = next(ev["record"] for ev in telemetry if ev["type"] == "platform.initStart")
+    assert set(init) == {"initializationType", "phase", "runtimeVersion", "runtimeVersionArn"}
+    assert all(r["content_type"] == "application/json" for r in recs if r["kind"] == "batch")
+    ready = [ev["record"] for ev in telemetry if ev["type"] == "platform.extension"]
+    assert {"name": "python_telemetry_ext", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]} in (
+        ready
+    )
+
+    logs = check_extension(recs, "python_logs_ext", "logs", rid)
+    # the Logs API's default schema 2020-08-15 has no platform.runtimeDone
+    assert invocation_types(logs, rid) == [
+        "platform.start",
+        "function",
+        "platform.end",
+        "platform.report",
+    ]
+    start_record = next(ev["record"] for ev in logs if ev["type"] == "platform.start")
+    assert start_record["requestId"] == rid
 
 
 def _resolves_to_loopback(name: str) -> bool:
@@ -163,10 +197,10 @@ def test_python_sample_style_extension_binding_the_sandbox_names(tmp_path: Path)
     env["EXT_LISTEN_HOST"] = "sandbox.localdomain"
     with start("python", env) as r:
         rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
-        wait_records(
-            log, lambda recs: reported("telemetry", rid)(recs) and reported("logs", rid)(recs)
-        )
-    check_session(wait_records(log, shut_down), "python_sample_ext", rid)
+        wait_records(log, both_reported(rid))
+    recs = wait_records(log, shut_down("python_telemetry_ext", "python_logs_ext"))
+    check_telemetry(check_extension(recs, "python_telemetry_ext", "telemetry", rid), rid)
+    check_extension(recs, "python_logs_ext", "logs", rid)
 
 
 @pytest.mark.skipif(
@@ -190,22 +224,30 @@ def test_a_listener_on_an_unresolvable_sandbox_name_gets_a_hint(tmp_path: Path) 
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_nodejs_sample_style_extension(tmp_path: Path) -> None:
-    """nodejs-example-extension's shape: a launcher in extensions/, the name from its folder,
-    `fetch` with `Content-Type: application/json` on every call (GET included), and the Logs API
-    subscribed with a chunked body by `http.request`."""
+def test_nodejs_sample_style_extensions(tmp_path: Path) -> None:
+    """The shape of nodejs-example-extension and its telemetry sample (a launcher in
+    extensions/, `fetch` with `Content-Type: application/json` on every call, GET included) and
+    of nodejs-example-logs-api-extension (`http.request` with a chunked body), here with the Logs
+    API's schema 2021-03-18, which adds platform.runtimeDone."""
     log = tmp_path / "log"
     with start("nodejs", {"EXT_LOG": str(log)}) as r:
         rid = r.invoke({}).json()["requestId"]  # type: ignore[index]
-        wait_records(
-            log, lambda recs: reported("telemetry", rid)(recs) and reported("logs", rid)(recs)
-        )
-    recs = wait_records(log, shut_down)
-    check_session(recs, "nodejs-sample-ext", rid)
-    init = next(
-        ev["record"] for ev in events(recs, "telemetry") if ev["type"] == "platform.initStart"
-    )
+        wait_records(log, both_reported(rid))
+    recs = wait_records(log, shut_down("nodejs-telemetry-ext", "nodejs-logs-ext"))
+    telemetry = check_extension(recs, "nodejs-telemetry-ext", "telemetry", rid)
+    check_telemetry(telemetry, rid)
+    init = next(ev["record"] for ev in telemetry if ev["type"] == "platform.initStart")
     assert init["functionName"] and init["instanceMaxMemory"] > 0  # schema 2022-12-13's fields
+    logs = check_extension(recs, "nodejs-logs-ext", "logs", rid)
+    assert invocation_types(logs, rid) == [
+        "platform.start",
+        "function",
+        "platform.runtimeDone",
+        "platform.end",
+        "platform.report",
+    ]
+    done = next(ev["record"] for ev in logs if ev["type"] == "platform.runtimeDone")
+    assert done == {"requestId": rid, "status": "success"}
 
 
 def test_sample_layers_are_executable() -> None:

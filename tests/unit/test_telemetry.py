@@ -39,7 +39,18 @@ def test_a_good_subscription() -> None:
     defaults = t.parse_subscription(body(buffering=None))
     assert (defaults.max_items, defaults.max_bytes, defaults.timeout_ms) == (1000, 262144, 1000)
     logs = t.parse_subscription(body(schemaVersion=None, buffering=None), logs_api=True)
-    assert logs.schema is None and logs.max_items == 10000
+    assert logs.logs_api and logs.schema == "2020-08-15" and logs.max_items == 10000
+    newer = t.parse_subscription(body(schemaVersion="2021-03-18"), logs_api=True)
+    assert newer.schema == "2021-03-18"
+
+
+def test_logs_api_errors_are_logs_validation_errors() -> None:
+    # AWS's Logs API reference: 400 {"errorType": "Logs.ValidationError", "errorMessage": ...}
+    for bad in (body(schemaVersion="2022-12-13"), body(types=[]), b"{"):
+        with pytest.raises(t.ValidationError) as info:
+            t.parse_subscription(bad, logs_api=True)
+        assert info.value.status == 400
+        assert json.loads(info.value.body())["errorType"] == "Logs.ValidationError"
 
 
 @pytest.mark.parametrize(
@@ -99,7 +110,22 @@ def test_logs_api_view_and_oldest_schema() -> None:
     assert t.for_logs_api(start)[0]["record"] == {"requestId": "r1", "version": "$LATEST"}
     rep = t.report("r1", "success", 1.0, 1, 128, 1, None, None, "Root=1-a")
     assert [e["type"] for e in t.for_logs_api(rep)] == ["platform.end", "platform.report"]
+    # platform.runtimeDone only under the Logs API's schema 2021-03-18, with its three statuses
     assert t.for_logs_api(t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x")) == []
+    for status, logs_status in (
+        ("success", "success"),
+        ("error", "failure"),
+        ("timeout", "timeout"),
+    ):
+        done = t.runtime_done("r1", status, 0.0, 1.0, 1, None, "x")
+        [got] = t.for_logs_api(done, "2021-03-18")
+        assert got["type"] == "platform.runtimeDone" and got["time"] == done["time"]
+        assert got["record"] == {"requestId": "r1", "status": logs_status}
+    ext = t.extension("e", "Ready", ["SHUTDOWN", "INVOKE"])
+    assert t.for_logs_api(ext) == [ext]
+    [sub] = t.for_logs_api(t.telemetry_subscription("e", ["platform"]))
+    assert sub["type"] == "platform.logsSubscription"
+    assert sub["record"] == {"name": "e", "state": "Subscribed", "types": ["platform"]}
     assert t.for_logs_api(t.log_line("function", '{"a":1}', True))[0]["record"] == '{"a": 1}'
     # 2022-07-01: runtimeDone keeps its spans and tracing (that schema's reference shows them);
     # initStart has only the four fields that schema lists
