@@ -387,11 +387,16 @@ class Subscription:
     _first_at: float | None = None  # monotonic time of the oldest buffered event
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
-    _idle: asyncio.Event | None = None  # set while nothing is buffered or being sent
+    _progress: asyncio.Event | None = None  # set after each delivery (for `flush`)
     _dropped: tuple[int, int] = (0, 0)
     _writer: asyncio.StreamWriter | None = None
     _reader: asyncio.StreamReader | None = None
-    _flush_requested: bool = False
+    # items ever buffered / taken into a batch / delivered or given up; a flush forces
+    # deliveries until `_taken` reaches `_force_until`, the count buffered when it was asked
+    _added: int = 0
+    _taken: int = 0
+    _done: int = 0
+    _force_until: int = 0
     closed: bool = False
     delivered_batches: int = 0
     failed_attempts: int = 0
@@ -415,19 +420,17 @@ class Subscription:
             size = len(json.dumps(item, separators=(",", ":")))
             self._queue.append((item, size))
             self._queued_bytes += size
+            self._added += 1
         if self._first_at is None and self._queue:
             self._first_at = time.monotonic()
         self._ensure_task()
-        assert self._wake is not None and self._idle is not None
-        if self._queue:
-            self._idle.clear()
+        assert self._wake is not None
         self._wake.set()
 
     def _ensure_task(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
-            self._idle = asyncio.Event()
-            self._idle.set()
+            self._progress = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _take_batch(self) -> list[Event]:
@@ -442,6 +445,7 @@ class Subscription:
             self._queued_bytes -= item_size
             batch.append(item)
             size += item_size + 1
+        self._taken += len(batch)
         self._first_at = time.monotonic() if self._queue else None
         return batch
 
@@ -454,41 +458,54 @@ class Subscription:
         return self._first_at is not None and now - self._first_at >= r.timeout_ms / 1000
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        force = False
+        assert self._wake is not None and self._progress is not None
         while True:
             now = time.monotonic()
-            if self._queue and (force or self._due(now)):
-                await self._send(self._take_batch())
+            if self._queue and (self._taken < self._force_until or self._due(now)):
+                batch = self._take_batch()
+                await self._send(batch)
+                self._done += len(batch)
+                self._progress.set()
                 continue
             if self._dropped != (0, 0):
                 records, size = self._dropped
                 self._dropped = (0, 0)
+                flushing_all = self._force_until >= self._added
                 self.add(logs_dropped("Consumer seems to have fallen behind", records, size))
+                if flushing_all:  # the notice of a loss goes out with the records flushed
+                    self._force_until = self._added
                 continue
-            force = False
-            if not self._queue:
-                self._idle.set()
-                if self.closed:
-                    return
+            if not self._queue and self.closed:
+                return
             self._wake.clear()
             wait = None
             if self._first_at is not None:
                 wait = max(0.0, self.request.timeout_ms / 1000 - (now - self._first_at))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            force = self._flush_requested
-            self._flush_requested = False
 
     async def flush(self, timeout_s: float = 2.0) -> None:
-        """Deliver everything buffered now, whatever the buffering limits say."""
-        if self._task is None or self._wake is None or self._idle is None:
+        """Deliver what is buffered now, whatever the buffering limits say. Records that arrive
+        meanwhile wait for their own limits: a receiver that logs a line for each delivery, and
+        is subscribed to its own lines (AWS's Python samples are), would otherwise be flushed
+        without end."""
+        if self._task is None or self._wake is None or self._progress is None:
             return
-        if self._queue:
-            self._flush_requested = True
-            self._wake.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self._done >= self._added:
+            return
+        self._force_until = max(self._force_until, self._added)
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._done < self._force_until:
+            self._progress.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._progress.wait(), left)
+            except TimeoutError:
+                return
 
     async def close(self, timeout_s: float = 2.0) -> None:
         await self.flush(timeout_s)

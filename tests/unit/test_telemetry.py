@@ -378,3 +378,33 @@ def test_a_batch_is_retried_when_the_receiver_comes_late() -> None:
 
     batches = asyncio.run(run())
     assert [ev["record"] for b in batches for ev in b] == ["kept"]
+
+
+def test_a_flush_delivers_what_was_buffered_not_what_its_deliveries_cause() -> None:
+    """A receiver that logs a line per delivery and is subscribed to its own lines (AWS's
+    Python samples: http.server logs each request) adds a record with every batch. A flush
+    (before SHUTDOWN) delivers what was buffered when it was asked, then returns; the new lines
+    wait for their own buffering limits instead of being flushed without end."""
+
+    async def run() -> tuple[int, int, int]:
+        server, batches, port = await _http_receiver()
+        sub = t.Subscription("ext", _request(port, timeoutMs=30000))
+        ext = t.log_line("extension", '127.0.0.1 - - "POST / HTTP/1.1" 200 -', False)
+        sent = sub._send
+
+        async def send_and_log(batch: list[t.Event]) -> None:
+            await sent(batch)
+            sub.add(ext)  # the line the receiver writes for this delivery
+
+        sub._send = send_and_log  # type: ignore[method-assign]
+        for i in range(3):
+            sub.add(t.log_line("function", f"line {i}", False))
+        await asyncio.wait_for(sub.flush(timeout_s=10), 5)
+        flushed, waiting = len(batches), len(sub._queue)
+        await sub.close(timeout_s=5)
+        server.close()
+        return flushed, waiting, len(batches)
+
+    flushed, waiting, total = asyncio.run(run())
+    assert flushed == 1 and waiting == 1  # the 3 lines went; the receiver's own line waits
+    assert total <= 3  # close flushes what is there, and stops as well
