@@ -160,6 +160,10 @@ def test_python_sample_style_extensions(tmp_path: Path, sam_local: bool) -> None
     init = next(ev["record"] for ev in telemetry if ev["type"] == "platform.initStart")
     assert set(init) == {"initializationType", "phase", "runtimeVersion", "runtimeVersionArn"}
     assert all(r["content_type"] == "application/json" for r in recs if r["kind"] == "batch")
+    # each delivery makes the listener log a line it is subscribed to: batches keep to the
+    # buffering limits (and the flush before SHUTDOWN ends) instead of feeding themselves
+    assert sum(r["kind"] == "batch" for r in of(recs, "python_telemetry_ext")) < 30
+    assert any(ev["type"] == "extension" and "POST" in ev["record"] for ev in telemetry)
     ready = [ev["record"] for ev in telemetry if ev["type"] == "platform.extension"]
     assert {"name": "python_telemetry_ext", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]} in (
         ready
