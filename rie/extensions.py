@@ -273,12 +273,17 @@ class ExtensionHost:
 
     async def stop_processes(self) -> None:
         self.stopping = True
+        processes = list(self.processes.items())
+        self.processes.clear()
+        # killed before their waiting `next` is let go of: an extension that calls `next` again
+        # after SHUTDOWN (AWS's Logs API sample does) is stopped there, as on Lambda, rather
+        # than woken by a closed connection to print a traceback into the function's log
+        for _, process in processes:
+            process.kill_everything()
         for reply in self._waiting.values():
             with contextlib.suppress(Exception):
                 reply(0, {}, b"")  # status 0: close the connection without an answer
         self._waiting.clear()
-        processes = list(self.processes.items())
-        self.processes.clear()
         await asyncio.gather(*(p.stop(0) for _, p in processes))
         for name, _ in processes:
             self._end_output(name)

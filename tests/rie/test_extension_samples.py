@@ -148,6 +148,9 @@ def test_python_sample_style_extensions(tmp_path: Path, sam_local: bool) -> None
         rid = r.invoke({"x": 1}).json()["requestId"]  # type: ignore[index]
         wait_records(log, both_reported(rid))
     recs = wait_records(log, shut_down("python_telemetry_ext", "python_logs_ext"))
+    # the Logs API one called `next` again after SHUTDOWN, as AWS's sample does: it is stopped
+    # there, without a traceback from a connection closed under it
+    assert not any("Traceback" in line for line in r.lines), "\n".join(r.lines)
 
     telemetry = check_extension(recs, "python_telemetry_ext", "telemetry", rid)
     check_telemetry(telemetry, rid)
