@@ -82,6 +82,40 @@ def find_extensions(directories: Sequence[str]) -> list[str]:
     return list(found.values())
 
 
+_SANDBOX_HOSTS = ("sandbox.localdomain", "sandbox")
+# the host-name hint is looked into once per emulator, by a task of its own (the environment
+# that saw the crash may be torn down before the names are resolved)
+_hint: asyncio.Task[None] | None = None
+
+
+def _hint_sandbox_host() -> None:
+    """After an extension crashed: if the sandbox's host names do not resolve here, say so once.
+    Many extensions (AWS's samples among them) listen on `sandbox.localdomain` or `sandbox`,
+    which exist only inside Lambda; on a developer machine binding them fails, and the extension
+    dies without the reason being plain. Resolved only after a crash, off the hot path."""
+    global _hint
+    if _hint is None:
+        _hint = asyncio.ensure_future(_check_sandbox_hosts())
+
+
+async def _check_sandbox_hosts() -> None:
+    loop = asyncio.get_running_loop()
+    missing = []
+    for name in _SANDBOX_HOSTS:
+        try:
+            await asyncio.wait_for(loop.getaddrinfo(name, None), 2.0)
+        except (OSError, TimeoutError):
+            missing.append(name)
+    if missing:
+        log.warning(
+            "%s %s not resolve on this machine: an extension that listens on %s cannot start "
+            "here; add `127.0.0.1 sandbox.localdomain sandbox` to /etc/hosts (see the README)",
+            " and ".join(missing),
+            "does" if len(missing) == 1 else "do",
+            "it" if len(missing) == 1 else "them",
+        )
+
+
 class ExtensionHost:
     def __init__(
         self,
@@ -185,6 +219,7 @@ class ExtensionHost:
         error_type = "Extension.Crash"
         if ext is not None and ext.error_type:
             error_type = ext.error_type
+        _hint_sandbox_host()
         self._owner.extension_failed(error_type, f"Extension {name} exited: {what} {abs(code)}")
 
     async def shutdown(
@@ -238,12 +273,17 @@ class ExtensionHost:
 
     async def stop_processes(self) -> None:
         self.stopping = True
+        processes = list(self.processes.items())
+        self.processes.clear()
+        # killed before their waiting `next` is let go of: an extension that calls `next` again
+        # after SHUTDOWN (AWS's Logs API sample does) is stopped there, as on Lambda, rather
+        # than woken by a closed connection to print a traceback into the function's log
+        for _, process in processes:
+            process.kill_everything()
         for reply in self._waiting.values():
             with contextlib.suppress(Exception):
                 reply(0, {}, b"")  # status 0: close the connection without an answer
         self._waiting.clear()
-        processes = list(self.processes.items())
-        self.processes.clear()
         await asyncio.gather(*(p.stop(0) for _, p in processes))
         for name, _ in processes:
             self._end_output(name)

@@ -28,8 +28,15 @@ from .errors import RieError
 log = logging.getLogger("rie")
 
 SCHEMA_VERSIONS = ("2022-07-01", "2022-12-13", "2025-01-29")
+# the Logs API's own versions: optional, 2020-08-15 by default; 2021-03-18 adds platform.runtimeDone
+LOGS_SCHEMA_VERSIONS = ("2020-08-15", "2021-03-18")
 TYPES = ("platform", "function", "extension")
-LOOPBACK_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost", "127.0.0.1"})
+# the hosts a destination may name; all are delivered to 127.0.0.1. `0.0.0.0` is there because
+# AWS's sample extensions, under AWS_SAM_LOCAL, listen on 0.0.0.0 and subscribe with that address
+LOOPBACK_HOSTS = frozenset({"sandbox.localdomain", "sandbox", "localhost", "127.0.0.1", "0.0.0.0"})
+# platform.initStart's fields that came after the 2022-07-01 schema (its reference lists only
+# initializationType, phase, runtimeVersion and runtimeVersionArn)
+_INIT_START_LATER = ("functionName", "functionVersion", "instanceId", "instanceMaxMemory")
 _BUFFERING = {  # (minimum, maximum, Telemetry API default, Logs API default)
     "maxItems": (1000, 10000, 1000, 10000),
     "maxBytes": (262144, 1048576, 262144, 262144),
@@ -46,6 +53,12 @@ Event = dict[str, Any]
 class ValidationError(RieError):
     status = 400
     error_type = "ValidationError"
+
+
+class LogsValidationError(ValidationError):
+    """The Logs API's name for the same error (AWS's Logs API reference shows it)."""
+
+    error_type = "Logs.ValidationError"
 
 
 def iso_time(epoch: float | None = None) -> str:
@@ -214,9 +227,16 @@ def status_of(state_name: str) -> str:
 # --- the Logs API's view of the same events -------------------------------------------------
 
 
-def for_logs_api(ev: Event) -> list[Event]:
-    """The Logs API's records for one event (its older, smaller schema), possibly none."""
+def for_logs_api(ev: Event, schema: str = "2020-08-15") -> list[Event]:
+    """The Logs API's records for one event (its older, smaller schema), possibly none.
+    `platform.runtimeDone` is sent only under its schema 2021-03-18, with `requestId` and a
+    `status` of success, failure or timeout."""
     kind, record = ev["type"], ev["record"]
+    if kind == "platform.runtimeDone":
+        if schema != "2021-03-18":
+            return []
+        status = record["status"] if record["status"] in ("success", "timeout") else "failure"
+        return [{**ev, "record": {"requestId": record["requestId"], "status": status}}]
     if kind in ("function", "extension"):
         text = record if isinstance(record, str) else json.dumps(record)
         return [{"time": ev["time"], "type": kind, "record": text}]
@@ -238,10 +258,11 @@ def for_logs_api(ev: Event) -> list[Event]:
 
 
 def _for_schema(ev: Event, schema: str) -> Event:
-    """2022-07-01 predates spans and tracing in records."""
-    if schema != "2022-07-01" or not isinstance(ev["record"], dict):
+    """2022-07-01's `platform.initStart` lacks the function's fields added later; its other
+    records are the same (its reference shows `tracing` and `spans` in start and runtimeDone)."""
+    if schema != "2022-07-01" or ev["type"] != "platform.initStart":
         return ev
-    record = {k: v for k, v in ev["record"].items() if k not in ("spans", "tracing")}
+    record = {k: v for k, v in ev["record"].items() if k not in _INIT_START_LATER}
     return {**ev, "record": record}
 
 
@@ -265,24 +286,39 @@ class Request:
     max_items: int
     max_bytes: int
     timeout_ms: int
-    schema: str | None  # None: the Logs API
+    schema: str  # a Telemetry API version, or the Logs API's (one of LOGS_SCHEMA_VERSIONS)
+    logs_api: bool = False
 
 
 def parse_subscription(body: bytes, logs_api: bool = False) -> Request:
-    """Validate a `PUT /telemetry` (or `/logs`) body; 400 ValidationError with the reason."""
+    """Validate a `PUT /telemetry` (or `/logs`) body; 400 ValidationError (the Logs API's
+    `Logs.ValidationError`) with the reason."""
+    try:
+        return _parse_subscription(body, logs_api)
+    except ValidationError as exc:
+        if logs_api:
+            raise LogsValidationError(exc.message) from None
+        raise
+
+
+def _parse_subscription(body: bytes, logs_api: bool) -> Request:
     try:
         doc = json.loads(body)
     except ValueError:
         raise ValidationError("request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ValidationError("request body must be a JSON object")
-    schema: str | None = None
-    if not logs_api:
+    versions: tuple[str, ...]
+    if logs_api:
+        schema = doc.get("schemaVersion", LOGS_SCHEMA_VERSIONS[0])
+        versions = LOGS_SCHEMA_VERSIONS
+    else:
         schema = doc.get("schemaVersion")
-        if schema not in SCHEMA_VERSIONS:
-            raise ValidationError(
-                f"schemaVersion: must be one of {', '.join(SCHEMA_VERSIONS)}, got {schema!r}"
-            )
+        versions = SCHEMA_VERSIONS
+    if schema not in versions:
+        raise ValidationError(
+            f"schemaVersion: must be one of {', '.join(versions)}, got {schema!r}"
+        )
     types = doc.get("types")
     if (
         not isinstance(types, list)
@@ -307,6 +343,7 @@ def parse_subscription(body: bytes, logs_api: bool = False) -> Request:
         limits["maxBytes"],
         limits["timeoutMs"],
         schema,
+        logs_api,
     )
 
 
@@ -350,11 +387,16 @@ class Subscription:
     _first_at: float | None = None  # monotonic time of the oldest buffered event
     _wake: asyncio.Event | None = None
     _task: asyncio.Task[None] | None = None
-    _idle: asyncio.Event | None = None  # set while nothing is buffered or being sent
+    _progress: asyncio.Event | None = None  # set after each delivery (for `flush`)
     _dropped: tuple[int, int] = (0, 0)
     _writer: asyncio.StreamWriter | None = None
     _reader: asyncio.StreamReader | None = None
-    _flush_requested: bool = False
+    # items ever buffered / taken into a batch / delivered or given up; a flush forces
+    # deliveries until `_taken` reaches `_force_until`, the count buffered when it was asked
+    _added: int = 0
+    _taken: int = 0
+    _done: int = 0
+    _force_until: int = 0
     closed: bool = False
     delivered_batches: int = 0
     failed_attempts: int = 0
@@ -366,8 +408,8 @@ class Subscription:
     def add(self, ev: Event) -> None:
         if self.closed:
             return
-        if self.request.schema is None:
-            items = for_logs_api(ev)
+        if self.request.logs_api:
+            items = for_logs_api(ev, self.request.schema)
         else:
             items = [_for_schema(ev, self.request.schema)]
         for item in items:
@@ -378,19 +420,17 @@ class Subscription:
             size = len(json.dumps(item, separators=(",", ":")))
             self._queue.append((item, size))
             self._queued_bytes += size
+            self._added += 1
         if self._first_at is None and self._queue:
             self._first_at = time.monotonic()
         self._ensure_task()
-        assert self._wake is not None and self._idle is not None
-        if self._queue:
-            self._idle.clear()
+        assert self._wake is not None
         self._wake.set()
 
     def _ensure_task(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
-            self._idle = asyncio.Event()
-            self._idle.set()
+            self._progress = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     def _take_batch(self) -> list[Event]:
@@ -405,6 +445,7 @@ class Subscription:
             self._queued_bytes -= item_size
             batch.append(item)
             size += item_size + 1
+        self._taken += len(batch)
         self._first_at = time.monotonic() if self._queue else None
         return batch
 
@@ -417,41 +458,54 @@ class Subscription:
         return self._first_at is not None and now - self._first_at >= r.timeout_ms / 1000
 
     async def _run(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        force = False
+        assert self._wake is not None and self._progress is not None
         while True:
             now = time.monotonic()
-            if self._queue and (force or self._due(now)):
-                await self._send(self._take_batch())
+            if self._queue and (self._taken < self._force_until or self._due(now)):
+                batch = self._take_batch()
+                await self._send(batch)
+                self._done += len(batch)
+                self._progress.set()
                 continue
             if self._dropped != (0, 0):
                 records, size = self._dropped
                 self._dropped = (0, 0)
+                flushing_all = self._force_until >= self._added
                 self.add(logs_dropped("Consumer seems to have fallen behind", records, size))
+                if flushing_all:  # the notice of a loss goes out with the records flushed
+                    self._force_until = self._added
                 continue
-            force = False
-            if not self._queue:
-                self._idle.set()
-                if self.closed:
-                    return
+            if not self._queue and self.closed:
+                return
             self._wake.clear()
             wait = None
             if self._first_at is not None:
                 wait = max(0.0, self.request.timeout_ms / 1000 - (now - self._first_at))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            force = self._flush_requested
-            self._flush_requested = False
 
     async def flush(self, timeout_s: float = 2.0) -> None:
-        """Deliver everything buffered now, whatever the buffering limits say."""
-        if self._task is None or self._wake is None or self._idle is None:
+        """Deliver what is buffered now, whatever the buffering limits say. Records that arrive
+        meanwhile wait for their own limits: a receiver that logs a line for each delivery, and
+        is subscribed to its own lines (AWS's Python samples are), would otherwise be flushed
+        without end."""
+        if self._task is None or self._wake is None or self._progress is None:
             return
-        if self._queue:
-            self._flush_requested = True
-            self._wake.set()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self._done >= self._added:
+            return
+        self._force_until = max(self._force_until, self._added)
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._done < self._force_until:
+            self._progress.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._progress.wait(), left)
+            except TimeoutError:
+                return
 
     async def close(self, timeout_s: float = 2.0) -> None:
         await self.flush(timeout_s)

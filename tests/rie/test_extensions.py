@@ -380,7 +380,9 @@ def test_telemetry_over_tcp_and_the_oldest_schema(tmp_path: Path) -> None:
     events = telemetry_events(log)
     assert all(r["path"] == "tcp" for r in records(log) if r["kind"] == "batch")
     done = next(ev["record"] for ev in events if ev["type"] == "platform.runtimeDone")
-    assert done["requestId"] == rid and "spans" not in done
+    assert done["requestId"] == rid and done["spans"][0]["name"] == "responseLatency"
+    init = next(ev["record"] for ev in events if ev["type"] == "platform.initStart")
+    assert "functionName" not in init and init["phase"] == "init"
 
 
 def test_function_records_are_objects_under_the_json_log_format(tmp_path: Path) -> None:

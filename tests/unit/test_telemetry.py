@@ -39,7 +39,18 @@ def test_a_good_subscription() -> None:
     defaults = t.parse_subscription(body(buffering=None))
     assert (defaults.max_items, defaults.max_bytes, defaults.timeout_ms) == (1000, 262144, 1000)
     logs = t.parse_subscription(body(schemaVersion=None, buffering=None), logs_api=True)
-    assert logs.schema is None and logs.max_items == 10000
+    assert logs.logs_api and logs.schema == "2020-08-15" and logs.max_items == 10000
+    newer = t.parse_subscription(body(schemaVersion="2021-03-18"), logs_api=True)
+    assert newer.schema == "2021-03-18"
+
+
+def test_logs_api_errors_are_logs_validation_errors() -> None:
+    # AWS's Logs API reference: 400 {"errorType": "Logs.ValidationError", "errorMessage": ...}
+    for bad in (body(schemaVersion="2022-12-13"), body(types=[]), b"{"):
+        with pytest.raises(t.ValidationError) as info:
+            t.parse_subscription(bad, logs_api=True)
+        assert info.value.status == 400
+        assert json.loads(info.value.body())["errorType"] == "Logs.ValidationError"
 
 
 @pytest.mark.parametrize(
@@ -99,10 +110,54 @@ def test_logs_api_view_and_oldest_schema() -> None:
     assert t.for_logs_api(start)[0]["record"] == {"requestId": "r1", "version": "$LATEST"}
     rep = t.report("r1", "success", 1.0, 1, 128, 1, None, None, "Root=1-a")
     assert [e["type"] for e in t.for_logs_api(rep)] == ["platform.end", "platform.report"]
+    # platform.runtimeDone only under the Logs API's schema 2021-03-18, with its three statuses
     assert t.for_logs_api(t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x")) == []
+    for status, logs_status in (
+        ("success", "success"),
+        ("error", "failure"),
+        ("timeout", "timeout"),
+    ):
+        done = t.runtime_done("r1", status, 0.0, 1.0, 1, None, "x")
+        [got] = t.for_logs_api(done, "2021-03-18")
+        assert got["type"] == "platform.runtimeDone" and got["time"] == done["time"]
+        assert got["record"] == {"requestId": "r1", "status": logs_status}
+    ext = t.extension("e", "Ready", ["SHUTDOWN", "INVOKE"])
+    assert t.for_logs_api(ext) == [ext]
+    [sub] = t.for_logs_api(t.telemetry_subscription("e", ["platform"]))
+    assert sub["type"] == "platform.logsSubscription"
+    assert sub["record"] == {"name": "e", "state": "Subscribed", "types": ["platform"]}
     assert t.for_logs_api(t.log_line("function", '{"a":1}', True))[0]["record"] == '{"a": 1}'
-    old = t._for_schema(t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x"), "2022-07-01")
-    assert "spans" not in old["record"] and "tracing" not in old["record"]
+    # 2022-07-01: runtimeDone keeps its spans and tracing (that schema's reference shows them);
+    # initStart has only the four fields that schema lists
+    done = t.runtime_done("r1", "success", 0.0, 1.0, 1, None, "x")
+    assert t._for_schema(done, "2022-07-01") == done
+    init = t.init_start("on-demand", "fn", "$LATEST", "i-1", 128)
+    assert set(t._for_schema(init, "2022-07-01")["record"]) == {
+        "initializationType",
+        "phase",
+        "runtimeVersion",
+        "runtimeVersionArn",
+    }
+    assert t._for_schema(init, "2022-12-13") == init
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        # the destinations AWS's sample extensions subscribe with: python-example-logs-api-
+        # extension (`sandbox`), the telemetry samples (`sandbox.localdomain`, and `0.0.0.0`
+        # when AWS_SAM_LOCAL is set), without a path
+        "http://sandbox:4243",
+        "http://sandbox.localdomain:4243",
+        "http://0.0.0.0:4243",
+        "http://localhost:4243/",
+        "http://127.0.0.1:4243/",
+    ],
+)
+def test_the_sample_extensions_destinations_reach_loopback(uri: str) -> None:
+    dest = {"protocol": "HTTP", "URI": uri}
+    req = t.parse_subscription(body(destination=dest, schemaVersion="2022-07-01"))
+    assert req.destination == t.Destination("HTTP", "127.0.0.1", 4243, "/")
 
 
 def test_output_becomes_whole_lines() -> None:
@@ -323,3 +378,33 @@ def test_a_batch_is_retried_when_the_receiver_comes_late() -> None:
 
     batches = asyncio.run(run())
     assert [ev["record"] for b in batches for ev in b] == ["kept"]
+
+
+def test_a_flush_delivers_what_was_buffered_not_what_its_deliveries_cause() -> None:
+    """A receiver that logs a line per delivery and is subscribed to its own lines (AWS's
+    Python samples: http.server logs each request) adds a record with every batch. A flush
+    (before SHUTDOWN) delivers what was buffered when it was asked, then returns; the new lines
+    wait for their own buffering limits instead of being flushed without end."""
+
+    async def run() -> tuple[int, int, int]:
+        server, batches, port = await _http_receiver()
+        sub = t.Subscription("ext", _request(port, timeoutMs=30000))
+        ext = t.log_line("extension", '127.0.0.1 - - "POST / HTTP/1.1" 200 -', False)
+        sent = sub._send
+
+        async def send_and_log(batch: list[t.Event]) -> None:
+            await sent(batch)
+            sub.add(ext)  # the line the receiver writes for this delivery
+
+        sub._send = send_and_log  # type: ignore[method-assign]
+        for i in range(3):
+            sub.add(t.log_line("function", f"line {i}", False))
+        await asyncio.wait_for(sub.flush(timeout_s=10), 5)
+        flushed, waiting = len(batches), len(sub._queue)
+        await sub.close(timeout_s=5)
+        server.close()
+        return flushed, waiting, len(batches)
+
+    flushed, waiting, total = asyncio.run(run())
+    assert flushed == 1 and waiting == 1  # the 3 lines went; the receiver's own line waits
+    assert total <= 3  # close flushes what is there, and stops as well
