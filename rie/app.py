@@ -10,11 +10,13 @@ level, shutdown grace) are the first config's.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -288,10 +290,48 @@ async def serve(
     return 0
 
 
+_LEFTOVER_S = 1.0  # after the ordered shutdown: what is still running gets this long at most
+
+
 def run(configs: Config | Sequence[Config], environ: Mapping[str, str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT, then exit promptly.
+
+    `asyncio.run` would wait without bound for leftover tasks to take their cancellation and for
+    the default executor's threads (a runtime being started, say): after the ordered shutdown has
+    answered everything and stopped every process, whatever is left gets `_LEFTOVER_S`, and a
+    thread that still has not ended is left behind by a hard exit rather than waited for."""
     environ = os.environ if environ is None else environ
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
+
+        loop = uvloop.new_event_loop()
     except ImportError:
-        return asyncio.run(serve(configs, environ, own_process=True))
-    return uvloop.run(serve(configs, environ, own_process=True))
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        code = loop.run_until_complete(serve(configs, environ, own_process=True))
+        loop.run_until_complete(_cancel_leftovers(_LEFTOVER_S))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()  # the default executor is shut down without waiting for its threads
+    deadline = time.monotonic() + _LEFTOVER_S
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("a worker thread did not end (%s): exiting without it", thread.name)
+                atexit._run_exitfuncs()  # what --zip and layers unpacked is still removed
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+    return code
+
+
+async def _cancel_leftovers(within_s: float) -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=within_s)

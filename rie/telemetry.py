@@ -481,8 +481,11 @@ class Subscription:
             wait = None
             if self._first_at is not None:
                 wait = max(0.0, self.request.timeout_ms / 1000 - (now - self._first_at))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # meets a wake-up, and this loop would then never end
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def flush(self, timeout_s: float = 2.0) -> None:
         """Deliver what is buffered now, whatever the buffering limits say. Records that arrive
@@ -503,7 +506,8 @@ class Subscription:
             if left <= 0:
                 return
             try:
-                await asyncio.wait_for(self._progress.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._progress.wait()
             except TimeoutError:
                 return
 
@@ -527,10 +531,11 @@ class Subscription:
             )
         for delay in (*_RETRY_DELAYS_S, None):
             try:
-                if dest.protocol == "HTTP":
-                    await asyncio.wait_for(self._post(dest, data), _DELIVERY_TIMEOUT_S)
-                else:
-                    await asyncio.wait_for(self._write_tcp(dest, data), _DELIVERY_TIMEOUT_S)
+                async with asyncio.timeout(_DELIVERY_TIMEOUT_S):
+                    if dest.protocol == "HTTP":
+                        await self._post(dest, data)
+                    else:
+                        await self._write_tcp(dest, data)
                 self.delivered_batches += 1
                 return
             except (TimeoutError, OSError, ValueError) as exc:
