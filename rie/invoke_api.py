@@ -238,11 +238,11 @@ async def accept(
     log_type = headers.get(H_LOG_TYPE, "None")
     if log_type not in ("None", "Tail"):
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
-    for name in _FORWARDED:
-        for value in headers.getall(name, ()):
+    for header in _FORWARDED:
+        for value in headers.getall(header, ()):
             if not _HEADER_VALUE.fullmatch(value):
                 raise InvalidRequestContent(
-                    f"Invalid value for header {name}: only visible ASCII characters are allowed"
+                    f"Invalid value for header {header}: only visible ASCII characters are allowed"
                 )
     client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
     is_event = invocation_type == "Event"

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 _READ_SIZE = 65536
 TMPDIR_PREFIX = "rie-"  # an environment's TMPDIR: rie-<emulator pid>-<function>-env<n>-XXXXXX
@@ -289,24 +289,36 @@ def _start_child(
     and the loop meanwhile serves the environments already running."""
     cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
     try:
-        popen = subprocess.Popen(
-            list(command),
-            stdin=subprocess.DEVNULL,
-            stdout=write_fd,
-            stderr=write_fd,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,  # its own session and process group
-            preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
-        )
+        popen = subprocess.Popen(list(command), **_child_options(env, cwd, write_fd, cgroup))
     except BaseException:
         if cgroup is not None:
             cgroup.remove()
         raise
-    if cgroup is not None and not cgroup.adopt(popen.pid):
+    return popen, _adopted(cgroup, popen.pid)
+
+
+def _child_options(
+    env: Mapping[str, str], cwd: str, write_fd: int, cgroup: MemoryCgroup | None
+) -> dict[str, Any]:
+    """How a runtime is started, whichever way: output to the emulator's pipe, its own session
+    and process group, and the child set-up (cgroup, parent-death signal) before exec."""
+    return {
+        "stdin": subprocess.DEVNULL,
+        "stdout": write_fd,
+        "stderr": write_fd,
+        "env": dict(env),
+        "cwd": cwd,
+        "start_new_session": True,
+        "preexec_fn": _child_setup(cgroup.procs_file if cgroup is not None else None),
+    }
+
+
+def _adopted(cgroup: MemoryCgroup | None, pid: int) -> MemoryCgroup | None:
+    """The cgroup once `pid` is in it (the child joins it itself; this makes sure); else none."""
+    if cgroup is not None and not cgroup.adopt(pid):
         cgroup.remove()
-        cgroup = None
-    return popen, cgroup
+        return None
+    return cgroup
 
 
 def _abandon(
@@ -353,23 +365,13 @@ async def spawn(
         cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_fd,
-                stderr=write_fd,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,  # its own session and process group
-                preexec_fn=_child_setup(cgroup.procs_file if cgroup is not None else None),
+                *command, **_child_options(env, cwd, write_fd, cgroup)
             )
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
             raise
-        if cgroup is not None and not cgroup.adopt(proc.pid):
-            cgroup.remove()
-            cgroup = None
-        return Process(proc, read_fd, on_output, cgroup)
+        return Process(proc, read_fd, on_output, _adopted(cgroup, proc.pid))
     except BaseException:
         os.close(read_fd)
         raise
