@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rie.config import RUNTIME_ENTRY
+from rie.settings.config import RUNTIME_ENTRY
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent

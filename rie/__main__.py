@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 
-from .config import ConfigError, load_all
+from rie.settings.errors import ConfigError
+from rie.settings.load import load_all
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -26,7 +27,7 @@ SUBCOMMANDS = ("event", "invoke")
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in SUBCOMMANDS:
-        from . import cli  # the subcommands import neither aiohttp nor the emulator
+        from rie.dev import cli  # the subcommands import neither aiohttp nor the emulator
 
         return cli.main(args)
     try:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rie: {exc}", file=sys.stderr)
         return 2
     if configs[0].watch:
-        from .reload import available
+        from rie.dev.reload import available
 
         if not available():
             print(
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for warning in dict.fromkeys(w for config in configs for w in config.warnings):
         logging.getLogger("rie").warning("%s", warning)
-    from .app import run  # aiohttp is imported only once the config is known to be good
+    from rie.app import run  # aiohttp is imported only once the config is known to be good
 
     return run(configs)
 

@@ -21,15 +21,18 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import extensions_api, lean_aiohttp, logs, runtime_api
-from .config import Config
-from .environment import Endpoint, Environment
-from .functions import Function, Functions
-from .supervisor import MemoryCgroup, sweep_leftovers
+from rie.api import extensions as extensions_api
+from rie.api import runtime as runtime_api
+from rie.functions.registry import Function, Functions
+from rie.http import lean_aiohttp
+from rie.observe import logs
+from rie.sandbox.environment import Endpoint, Environment
+from rie.sandbox.supervisor import MemoryCgroup, sweep_leftovers
+from rie.settings.config import Config
 
 if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
-    from .httpserver import Runner
-    from .layers import Layers
+    from rie.http.aiohttp_server import Runner
+    from rie.settings.layers import Layers
 
 log = logging.getLogger("rie")
 
@@ -46,11 +49,11 @@ def _import_http_layer(own_process: bool) -> None:
     try:
         if own_process and lean_aiohttp.enter_server_side():
             try:
-                from . import httpserver, invoke_api
+                from rie.api import invoke as invoke_api
             except Exception as exc:
                 log.debug("aiohttp's server could not be imported on its own (%s)", exc)
-                lean_aiohttp.abandon("rie.httpserver", "rie.invoke_api", "rie.catalog")
-        from . import httpserver, invoke_api  # noqa: F401
+                lean_aiohttp.abandon("rie.http.aiohttp_server", "rie.api.invoke", "rie.api.catalog")
+        from rie.api import invoke as invoke_api  # noqa: F401
     finally:
         sys.setswitchinterval(interval)
 
@@ -109,9 +112,9 @@ class Server:
             extensions_dir = DEFAULT_EXTENSIONS_DIR
         if not config.layers and extensions_dir is None:
             return config, environ
-        from .extensions import find_extensions
-        from .layers import Layers
-        from .phases import MAX_EXTENSIONS
+        from rie.model.phases import MAX_EXTENSIONS
+        from rie.sandbox.extensions import find_extensions
+        from rie.settings.layers import Layers
 
         layers = Layers.prepare(config.layers)
         self.layers.append(layers)
@@ -140,7 +143,7 @@ class Server:
         # environments start, so that their runtimes' init (which Lambda may run ahead of the
         # first invoke) is hidden behind it rather than added to it
         importing = None
-        if "rie.invoke_api" not in sys.modules:
+        if "rie.api.invoke" not in sys.modules:
             importing = asyncio.get_running_loop().run_in_executor(
                 None, _import_http_layer, self._own_process
             )
@@ -150,11 +153,11 @@ class Server:
         finally:
             if importing is not None:
                 await importing
-        from .httpserver import listen
-        from .invoke_api import Services, build_app, fast_invoke_path
+        from rie.api.invoke import Services, build_app, fast_invoke_path
+        from rie.http.aiohttp_server import listen
 
         if any(fn.config.watch for fn in self.functions):
-            from . import reload  # watchfiles only with --watch
+            from rie.dev import reload  # watchfiles only with --watch
 
             self._watching = asyncio.ensure_future(
                 reload.watch(self.functions.all, self._stop_watching)
@@ -182,8 +185,8 @@ class Server:
             await self._start_http(self.config.http_address.host, self.config.http_address.port)
 
     async def _start_http(self, host: str, port: int) -> None:
-        from .http_front import HttpFront  # only when the front is asked for
-        from .httpserver import listen
+        from rie.fronts.http_front import HttpFront  # only when the front is asked for
+        from rie.http.aiohttp_server import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart

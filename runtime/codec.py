@@ -223,10 +223,3 @@ def dumps(obj: Any) -> bytes:
 
     text = json.dumps(obj, ensure_ascii=False, default=str, separators=(",", ":"))
     return text.encode("utf-8", "surrogatepass")
-
-
-def dumps_ascii(obj: Any) -> str:
-    """Encode for an HTTP header value: ASCII only, one line."""
-    import json
-
-    return json.dumps(obj, ensure_ascii=True, default=str)

@@ -75,7 +75,7 @@ def format_frames(frames: list[tuple[str, int, str, str]]) -> list[str]:
 
 def xray_cause(error_type: str, message: str, frames: list[tuple[str, int, str, str]]) -> str:
     """The `Lambda-Runtime-Function-XRay-Error-Cause` header value ("" when too large)."""
-    from runtime.codec import dumps_ascii
+    import json  # rare (errors only); the header value must be ASCII on one line
 
     paths = list(dict.fromkeys(f[0] for f in frames))
     cause = {
@@ -89,7 +89,7 @@ def xray_cause(error_type: str, message: str, frames: list[tuple[str, int, str, 
         ],
         "paths": paths,
     }
-    text = dumps_ascii(cause)
+    text = json.dumps(cause, ensure_ascii=True, default=str)
     return text if len(text) < _XRAY_CAUSE_LIMIT else ""
 
 

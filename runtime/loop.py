@@ -405,5 +405,5 @@ def main(argv: list[str]) -> int:
     if workers:
         from runtime.workers import run_workers
 
-        return run_workers(int(workers), spec, address)
+        return run_workers(int(workers), lambda: Runtime(spec, address).serve())
     return Runtime(spec, address).serve()

@@ -13,6 +13,11 @@ import _signal  # type: ignore[import-not-found]  # `signal` would import enum
 import os
 import sys
 
+TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _SOCKET_ENV = "_LAMBDA_TELEMETRY_LOG_FD_PROVIDER_SOCKET"
 
 
@@ -27,13 +32,11 @@ def _redirect_output(socket_path: str) -> None:
         sock.close()
 
 
-def _worker(spec: str, address: str) -> int:
-    from runtime.loop import Runtime
-
+def _worker(serve: Callable[[], int]) -> int:
     socket_path = os.environ.get(_SOCKET_ENV)
     if socket_path:
         _redirect_output(socket_path)
-    return Runtime(spec, address).serve()
+    return serve()
 
 
 def _status(wait_status: int) -> int:
@@ -42,8 +45,8 @@ def _status(wait_status: int) -> int:
     return os.WEXITSTATUS(wait_status)
 
 
-def run_workers(count: int, spec: str, address: str) -> int:
-    """Fork `count` workers serving `spec`; the exit status is the first failing worker's."""
+def run_workers(count: int, serve: Callable[[], int]) -> int:
+    """Fork `count` workers, each running `serve` (one runtime loop) in its own process; the exit status is the first failing worker's."""
     if count < 1:
         sys.stderr.write(f"pyrie runtime: AWS_LAMBDA_MAX_CONCURRENCY must be >= 1, got {count}\n")
         return 2
@@ -55,7 +58,7 @@ def run_workers(count: int, spec: str, address: str) -> int:
         if pid == 0:
             code = 1
             try:
-                code = _worker(spec, address)
+                code = _worker(serve)
             except SystemExit as e:
                 code = e.code if isinstance(e.code, int) else 1
             finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rie.http_events import (
+from rie.fronts.http_events import (
     Api,
     Cors,
     EventInfo,
@@ -20,12 +20,11 @@ from rie.http_events import (
     build_event,
     failure_answer,
     map_result,
-    match_route,
-    parse_route,
     prelude_head,
     split_prelude,
     with_cors,
 )
+from rie.settings.routes import match_route, parse_route
 
 GOLDEN = Path(__file__).parent / "golden"
 TRACE = "Root=1-5e5ffb6e-0a1b2c3d4e5f60718293a4b5;Parent=0a1b2c3d4e5f6071;Sampled=0"

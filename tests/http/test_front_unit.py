@@ -6,10 +6,11 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from rie.config import Address, Config, ConfigError, load
-from rie.http_front import HttpFront
-from rie.invocation import Invocation
-from rie.metrics import Metrics
+from rie.fronts.http_front import HttpFront
+from rie.model.invocation import Invocation
+from rie.observe.metrics import Metrics
+from rie.settings.config import Address, Config, load
+from rie.settings.errors import ConfigError
 
 
 def test_http_flags() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from rie.eventstream import decode
+from rie.http.eventstream import decode
 from tests.helpers import rie
 from tests.http.conftest import FIX, Front, front
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from rie.config import build_parser
+from rie.settings.config import build_parser
 from tests.helpers import REPO
 
 

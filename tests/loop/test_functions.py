@@ -218,7 +218,7 @@ def test_a_template_with_a_custom_runtime_and_a_zipped_python_function(tmp_path:
 
 
 def _has_http_front() -> bool:
-    from rie.config import build_parser
+    from rie.settings.config import build_parser
 
     return any("--http" in action.option_strings for action in build_parser()._actions)
 

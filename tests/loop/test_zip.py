@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import ConfigError
-from rie.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, unpack
+from rie.settings.errors import ConfigError
+from rie.settings.package import UNZIPPED_LIMIT, ZIPPED_LIMIT, unpack
 from tests.helpers import REPO, rie
 
 HANDLER = """

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from rie.supervisor import MemoryCgroup
+from rie.sandbox.supervisor import MemoryCgroup
 from tests.rie.conftest import PY, curl_sh, do, mb, ms, report, scripted
 
 REPORT_RE = re.compile(

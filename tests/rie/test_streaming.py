@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rie.eventstream import decode
+from rie.http.eventstream import decode
 from tests.helpers import RieProcess, rie
 
 RUNTIME = Path(__file__).parent / "fixtures" / "streaming_runtime.py"

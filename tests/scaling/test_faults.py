@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rie.supervisor import MemoryCgroup
+from rie.sandbox.supervisor import MemoryCgroup
 from tests.helpers import Reply, RieProcess, pids_in_session, rie
 from tests.rie.conftest import wait_until
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import RUNTIME_ENTRY, ConfigError, load
+from rie.settings.config import RUNTIME_ENTRY, load
+from rie.settings.errors import ConfigError
 
 
 @pytest.fixture

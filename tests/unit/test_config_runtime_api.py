@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import ConfigError, load
+from rie.settings.config import load
+from rie.settings.errors import ConfigError
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import ConfigError, load_all
-from rie.sam import front_of
+from rie.settings.errors import ConfigError
+from rie.settings.load import load_all
+from rie.settings.sam import front_of
 
 pytest.importorskip("yaml")
 

@@ -1,4 +1,4 @@
-"""rie.http11 on its own: a real server on a loopback port, a test router, raw-socket clients."""
+"""rie.http.protocol on its own: a real server on a loopback port, a test router, raw-socket clients."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from concurrent.futures import Future
 
 import pytest
 
-from rie import http11
-from rie.errors import RequestEntityTooLarge, RieError, RouteMethodNotAllowed
-from rie.http11 import Connection, Request, Router, Server
+from rie.http import protocol as http11
+from rie.http.protocol import Connection, Request, Router, Server
+from rie.model.errors import RequestEntityTooLarge, RieError, RouteMethodNotAllowed
 
 
 class Echo:

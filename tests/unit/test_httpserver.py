@@ -1,4 +1,4 @@
-"""The Invoke API's HTTP plumbing on its own (rie/httpserver.py), over a real socket, with handlers
+"""The Invoke API's HTTP plumbing on its own (rie/http/aiohttp_server.py), over a real socket, with handlers
 made to fail: an unexpected failure is a JSON AWS error, and one after the answer began drops the
 connection instead of sending a second answer."""
 
@@ -9,7 +9,7 @@ import json
 
 from aiohttp import web
 
-from rie.httpserver import listen
+from rie.http.aiohttp_server import listen
 
 
 async def _exchange(port: int, data: bytes) -> bytes:

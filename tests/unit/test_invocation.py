@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rie.errors import InvalidStateTransition
-from rie.invocation import FINAL, Invocation, Request, State
+from rie.model.errors import InvalidStateTransition
+from rie.model.invocation import FINAL, Invocation, Request, State
 
 
 def make(timeout_s: float = 3.0) -> tuple[Invocation, list[Invocation]]:

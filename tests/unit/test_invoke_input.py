@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import ConfigError, load
-from rie.errors import InvalidRequestContent, invoke_api_error
-from rie.invoke_api import event_payload, json_error
+from rie.api.invoke import event_payload, json_error
+from rie.model.errors import InvalidRequestContent, invoke_api_error
+from rie.settings.config import load
+from rie.settings.errors import ConfigError
 
 PREFIX = "Could not parse request body into json: Could not parse payload into json: "
 

@@ -1,4 +1,4 @@
-"""Layers as the function's /opt (rie/layers.py): order, search paths, zips, the exec wrapper."""
+"""Layers as the function's /opt (rie/settings/layers.py): order, search paths, zips, the exec wrapper."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rie.layers import LayerError, Layers, check
+from rie.settings.layers import LayerError, Layers, check
 
 
 def make_layer(root: Path, *dirs: str) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rie.logs import LineBuffer
+from rie.observe.logs import LineBuffer
 
 
 def test_whole_lines_pass_at_once() -> None:

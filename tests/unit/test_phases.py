@@ -1,10 +1,10 @@
-"""The phases of an environment with extensions, driven directly (rie/phases.py)."""
+"""The phases of an environment with extensions, driven directly (rie/model/phases.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rie.phases import (
+from rie.model.phases import (
     MAX_EXTENSIONS,
     ExtensionApiError,
     ExtState,
@@ -132,7 +132,8 @@ def test_no_extensions_no_shutdown_time() -> None:
 
 
 def test_the_endpoint_routes_every_extension_path() -> None:
-    from rie import extensions, extensions_api
+    from rie.api import extensions as extensions_api
+    from rie.sandbox import extensions
 
     routed = (
         extensions_api.EXTENSION_BASE,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-from rie.config import Config
-from rie.environment import Endpoint, Environment
-from rie.invocation import Invocation, Request, State
-from rie.logs import Sink
-from rie.metrics import Metrics
-from rie.pool import Pool
+from rie.functions.pool import Pool
+from rie.model.invocation import Invocation, Request, State
+from rie.observe.logs import Sink
+from rie.observe.metrics import Metrics
+from rie.sandbox.environment import Endpoint, Environment
+from rie.settings.config import Config
 
 
 def test_an_environment_without_an_endpoint_answers_its_invocation_and_frees_its_slot(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rie.logs import LineBuffer, PrefixedSink, Sink
+from rie.observe.logs import LineBuffer, PrefixedSink, Sink
 
 
 def test_interleaved_partial_writes_of_two_environments(tmp_path: Path) -> None:

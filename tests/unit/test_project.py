@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rie.config import RUNTIME_ENTRY, Config, ConfigError, load, load_all
-from rie.sam import functions_of, parse
+from rie.settings.config import RUNTIME_ENTRY, Config, load
+from rie.settings.errors import ConfigError
+from rie.settings.load import load_all
+from rie.settings.sam import functions_of, parse
 
 
 def toml(tmp_path: Path, text: str) -> str:

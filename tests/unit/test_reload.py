@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_reload_lines_name_the_files_relative_to_their_root(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rie.reload import describe
+    from rie.dev.reload import describe
 
     root = str(tmp_path)
     (tmp_path / "app.py").write_text("")

@@ -10,12 +10,11 @@ import uuid
 
 import pytest
 
-from rie.config import Config
-from rie.environment import Endpoint, Environment
-from rie.errors import InvalidRequestContent, ResourceNotFound
-from rie.functions import Function, Functions
-from rie.invoke_api import decode_client_context, new_ids, resolve_function
-from rie.logs import (
+from rie.api.invoke import decode_client_context, new_ids, resolve_function
+from rie.api.runtime import sanitize_error_type, shape_error_body
+from rie.functions.registry import Function, Functions
+from rie.model.errors import InvalidRequestContent, ResourceNotFound
+from rie.observe.logs import (
     PrefixedSink,
     Sink,
     billed_ms,
@@ -24,8 +23,9 @@ from rie.logs import (
     start_line,
     timeout_line,
 )
-from rie.runtime_api import sanitize_error_type, shape_error_body
-from rie.supervisor import describe_exit
+from rie.sandbox.environment import Endpoint, Environment
+from rie.sandbox.supervisor import describe_exit
+from rie.settings.config import Config
 
 
 async def _no_endpoint(env: Environment) -> Endpoint:

@@ -12,12 +12,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from rie import runtime_api
-from rie.config import Config
-from rie.environment import Environment, EnvState
-from rie.invocation import Invocation, Request, State
-from rie.logs import Sink
-from rie.metrics import Metrics
+from rie.api import runtime as runtime_api
+from rie.model.invocation import Invocation, Request, State
+from rie.observe.logs import Sink
+from rie.observe.metrics import Metrics
+from rie.sandbox.environment import Environment, EnvState
+from rie.settings.config import Config
 
 NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"
 

@@ -19,8 +19,8 @@ import time
 import pytest
 import uvloop
 
-from rie.environment import Environment
-from rie.invocation import Invocation, Request, State
+from rie.model.invocation import Invocation, Request, State
+from rie.sandbox.environment import Environment
 from tests.unit.test_runtime_api_endpoint import NEXT, read_answer, run
 
 SEED = int(os.environ.get("PYRIE_FUZZ_SEED", "20261126"))

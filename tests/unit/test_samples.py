@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rie import samples
+from rie.model import samples
 
 # the top-level keys (and for batches, the keys of a record) AWS documents for each event
 SHAPES = {

@@ -1,4 +1,4 @@
-"""Telemetry records, subscription validation, batching and delivery (rie/telemetry.py), against
+"""Telemetry records, subscription validation, batching and delivery (rie/observe/telemetry.py), against
 real loopback HTTP and TCP receivers."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rie import telemetry as t
+from rie.observe import telemetry as t
 
 GOOD = {
     "schemaVersion": "2022-12-13",

@@ -1,0 +1,589 @@
+"""A small HTTP/1.1 server protocol for the APIs an environment serves its own processes.
+
+Owns the wire: request heads, body framing (`Content-Length`, chunked with trailers), limits checked
+before anything is buffered, `Expect: 100-continue`, keep-alive and pipelining, and what happens to a
+body that is refused (read and dropped, so the client can read its answer) or cut short. It knows
+nothing of Lambda: requests are handed to `Route`s found in a `Router` by path.
+
+Invariants: requests on a connection are answered one at a time, in order; a request whose head
+cannot be parsed is answered 400 with a JSON body and the connection is closed; no input makes the
+protocol raise into the event loop.
+
+It exists (rather than aiohttp's server) because aiohttp drops request trailers, which a streamed
+response uses to report a late error, and because these exchanges are on every invocation's hot
+path: one parse, one dictionary lookup and one write per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+from rie.model.errors import RieError, RouteNotFound, TruncatedHTTPRequest
+
+log = logging.getLogger("rie")
+
+HEAD_LIMIT = 64 * 1024
+HEAD_TIMEOUT_S = 10.0
+KEEPALIVE_TIMEOUT_S = 75.0
+LINGER_S = 2.0  # how long a closing connection drops what the client still sends
+DEFAULT_BODY_LIMIT = 6 * 1024 * 1024 + 100
+# a refused body is read and dropped (so the client can finish sending and read the answer) up to
+# this size; past it the connection is closed instead
+DISCARD_LIMIT = 64 * 1024 * 1024
+REASONS = {
+    100: "Continue",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
+
+
+class BadRequest(Exception):
+    """A request that cannot be parsed: answered 400, then the connection is closed."""
+
+
+class BodySink(Protocol):
+    """Where a request body goes when it is passed on as it arrives instead of being kept."""
+
+    @property
+    def limit(self) -> int:
+        """The most bytes the body may have (may change while it arrives)."""
+        ...
+
+    def add(self, data: bytes) -> None: ...
+
+    def cut_short(self) -> None:
+        """The connection ended before the body was complete."""
+        ...
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str  # without the query string
+    headers: dict[str, str]  # lower-case names; trailers are added here when they arrive
+    keep_alive: bool
+    length: int | None  # None: chunked
+    limit: int = DEFAULT_BODY_LIMIT  # a route may change it in `check`
+    body: bytearray = field(default_factory=bytearray)
+    received: int = 0
+    sink: BodySink | None = None  # set by a route in `check`: the body is passed on, not kept
+    discard: bool = False  # already answered (refused): the rest of the body is read and dropped
+    route: Route | None = None
+
+
+class Route(Protocol):
+    """The application side of one path (or path prefix).
+
+    `check` runs when the head has arrived, before any of the body is read: it validates the
+    method, ids and state, may raise `req.limit` or set `req.sink`, and returns the error to refuse
+    the request with (the body is then dropped), or None. `handle` runs once the body is complete
+    and must answer, with `conn.send(...)` now or later after `conn.park(...)`. `too_large` gives
+    the error for a body over `req.limit` (it may also act on it, e.g. fail an invocation).
+    """
+
+    def check(self, conn: Connection, req: Request) -> RieError | None: ...
+
+    def handle(self, conn: Connection, req: Request) -> None: ...
+
+    def too_large(self, req: Request, limit: int) -> RieError: ...
+
+
+class Router:
+    """Routes by exact path, then by the longest registered prefix."""
+
+    __slots__ = ("_exact", "_prefixes")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, Route] = {}
+        self._prefixes: list[tuple[str, Route]] = []
+
+    def add(self, path: str, route: Route) -> None:
+        """`route` serves exactly `path`."""
+        self._exact[path] = route
+
+    def add_prefix(self, prefix: str, route: Route) -> None:
+        """`route` serves every path starting with `prefix` (the longest prefix wins)."""
+        self._prefixes.append((prefix, route))
+        self._prefixes.sort(key=lambda item: len(item[0]), reverse=True)
+
+    def find(self, path: str) -> Route | None:
+        route = self._exact.get(path)
+        if route is not None:
+            return route
+        for prefix, candidate in self._prefixes:
+            if path.startswith(prefix):
+                return candidate
+        return None
+
+
+def parse_head(head: bytes) -> Request:
+    try:
+        text = head.decode("latin-1")
+        request_line, *header_lines = text.split("\r\n")
+        method, target, version = request_line.split(" ")
+    except ValueError:
+        raise BadRequest("malformed request line") from None
+    if not version.startswith("HTTP/1."):
+        raise BadRequest("unsupported HTTP version")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise BadRequest("malformed header line")
+        key = name.lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    connection = headers.get("connection", "").lower()
+    keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+    length: int | None = 0
+    declared = headers.get("content-length")
+    if declared is not None and not (declared.isascii() and declared.isdigit()):
+        # `+5`, `-1`, `²` (a digit to str.isdigit, not to int) and duplicates (`5, 5`) alike
+        raise BadRequest("invalid Content-Length")
+    encoding = headers.get("transfer-encoding")
+    if encoding is not None:
+        if declared is not None:
+            # two framings: whichever a proxy in front believed, the other would smuggle
+            raise BadRequest("Content-Length together with Transfer-Encoding")
+        if encoding.lower() != "chunked":
+            raise BadRequest("unsupported Transfer-Encoding")
+        length = None
+    elif declared is not None:
+        length = int(declared)
+    return Request(method, target.split("?", 1)[0], headers, keep_alive, length)
+
+
+def error_body(message: str, error_type: str = "BadRequest") -> bytes:
+    return json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses requests one at a time and answers them in order."""
+
+    def __init__(self, router: Router, on_lost: Callable[[Connection], None]) -> None:
+        self._router = router
+        self._exact = router._exact
+        self._on_lost = on_lost
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._req: Request | None = None  # the request whose body is being read
+        self._chunk_left = -1  # chunked bodies: bytes left in this chunk; -1 a size line is next
+        self._in_trailers = False
+        self._parked: Request | None = None  # a request whose answer will come later
+        self._on_gone: Callable[[], None] | None = None
+        self._eof = False
+        self._closing = False
+        self._requests = 0  # heads parsed so far: the sweep tells a new wait from an old one
+        self._quiet: tuple[int, bool, float] | None = None  # (requests, head begun, since)
+        self.context: object = None  # whatever a route keeps for the life of the connection
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # answered and closing: dropped (see _close)
+        self._buf += data
+        self._advance()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self._closing:
+            return False  # the client is done too: close now
+        if self._parked is not None:
+            # a client that hangs up while its request waits for an answer is gone (a closed
+            # socket and a half-closed one look alike from here): it must not be answered
+            self._unpark_gone()
+            return False
+        self._advance()
+        # keep the write half open while a request body is being read (to answer a truncation)
+        return self._req is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost(self)
+        self._transport = None
+        self._closing = True
+        self._unpark_gone()
+        req, self._req = self._req, None
+        if req is not None and req.sink is not None:
+            req.sink.cut_short()
+
+    # --- for routes ------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._closing
+
+    def park(self, req: Request, on_gone: Callable[[], None]) -> None:
+        """Answer `req` later (a long poll): nothing more is read from this connection until
+        `send`; `on_gone` runs instead if the client hangs up first."""
+        self._parked = req
+        self._on_gone = on_gone
+
+    def send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None = "application/json",
+        close: bool = False,
+        headers: str = "",
+    ) -> None:
+        """Answer the current (or parked) request; `headers` holds more `Name: value\\r\\n` lines
+        (and the Content-Type line when `content_type` is None).
+
+        The answer is rendered before anything changes: if it cannot be (a header value that is
+        not Latin-1 raises UnicodeEncodeError), the connection is as it was and may still be
+        answered."""
+        parked = self._parked
+        if parked is not None and not parked.keep_alive:
+            close = True
+        # content_type None: the Content-Type line is among `headers`
+        ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{ct}"
+            f"Content-Length: {len(body)}\r\n{headers}"
+        )
+        if close:
+            head += "Connection: close\r\n"
+        data = head.encode("latin-1") + b"\r\n" + body
+        if parked is not None:
+            self._parked = self._on_gone = None
+        self._write(data)
+        if close:
+            self._close()
+        elif parked is not None and self._buf:
+            # requests pipelined behind the parked one: parsed on the next turn of the loop,
+            # never from inside whatever is answering the parked request
+            asyncio.get_running_loop().call_soon(self._advance)
+
+    def send_error(self, req: Request, error: RieError) -> None:
+        self.send(error.status, error.body(), close=not req.keep_alive)
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # --- parsing ---------------------------------------------------------------------------
+
+    def _unpark_gone(self) -> None:
+        on_gone = self._on_gone
+        self._parked = self._on_gone = None
+        if on_gone is not None:
+            on_gone()
+
+    def _advance(self) -> None:
+        """Parse as far as the buffer allows, answering each complete request in turn."""
+        try:
+            while not self._closing and self._parked is None:
+                if self._req is None:
+                    end = self._buf.find(b"\r\n\r\n", 0, HEAD_LIMIT + 4)
+                    if end < 0:
+                        if len(self._buf) > HEAD_LIMIT:
+                            self.send(431, error_body("Request header too large"), close=True)
+                        elif self._eof:
+                            if self._buf.strip():
+                                raise BadRequest("incomplete request head")
+                            self._close()
+                        return
+                    head = bytes(self._buf[:end])
+                    del self._buf[: end + 4]
+                    if not self._begin(parse_head(head)):
+                        continue
+                if not self._read_body():
+                    return
+        except BadRequest as exc:
+            self.send(400, error_body(str(exc)), close=True)
+        except Exception:
+            # never into the event loop ("Fatal error on transport"), never unanswered
+            log.exception("unexpected failure parsing a request")
+            self._unpark_gone()
+            self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
+
+    def _begin(self, req: Request) -> bool:
+        """Route and check a request from its head; False when the connection had to be closed."""
+        self._requests += 1
+        route = self._exact.get(req.path)  # Router.find, inlined: once per request
+        if route is None:
+            route = self._router.find(req.path)
+        req.route = route
+        error: RieError | None
+        if route is None:
+            error = RouteNotFound()
+        else:
+            error = route.check(self, req)
+            # a sink may hold the body to less than the request's own limit (a stream going to
+            # a buffered caller): a declared length over either is refused before any of it
+            # is read, and without a `100 Continue` first
+            limit = req.limit if req.sink is None else min(req.limit, req.sink.limit)
+            if error is None and req.length is not None and req.length > limit:
+                error = route.too_large(req, limit)
+        if error is not None:
+            self._refuse(req, error)
+            if self._closing:
+                return False
+        elif req.headers.get("expect", "").lower() == "100-continue":
+            self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._req = req
+        self._chunk_left, self._in_trailers = -1, False
+        return True
+
+    def _refuse(self, req: Request, error: RieError) -> None:
+        """Answer before the body is read; drop the body as it comes, or close if it is huge."""
+        # a chunked body is dropped as it comes, up to the limit (see _take)
+        close = not req.keep_alive or (req.length is not None and req.length > DISCARD_LIMIT)
+        req.discard = True
+        req.sink = None
+        self.send(error.status, error.body(), close=close)
+
+    def _read_body(self) -> bool:
+        """Take what the buffer holds of the current body; True once it is complete."""
+        req = self._req
+        assert req is not None
+        if req.length is not None:
+            take = min(len(self._buf), req.length - req.received)
+            if take:
+                self._take(req, bytes(self._buf[:take]))
+                del self._buf[:take]
+            if self._closing:
+                return False
+            if req.received < req.length:
+                if self._eof:
+                    self._truncated(req)
+                return False
+        elif not self._read_chunked(req):
+            if self._eof and not self._closing:
+                self._truncated(req)
+            return False
+        self._req = None
+        if req.discard:
+            if not req.keep_alive:
+                self._close()
+        else:
+            route = req.route
+            assert route is not None
+            try:
+                route.handle(self, req)
+            except RieError as error:
+                self.send_error(req, error)
+            except Exception:
+                self._failed(req)
+        return True
+
+    def _failed(self, req: Request) -> None:
+        """A route raised something unexpected: 500 (a container error), and the connection
+        closes."""
+        log.exception("unexpected failure answering %s %s", req.method, req.path)
+        self._unpark_gone()
+        self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
+
+    def _read_chunked(self, req: Request) -> bool:
+        buf = self._buf
+        while not self._closing:
+            if self._in_trailers:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > HEAD_LIMIT:
+                        raise BadRequest("trailers too large")
+                    return False
+                line = bytes(buf[:end]).decode("latin-1")
+                del buf[: end + 2]
+                if not line:
+                    return True
+                name, _, value = line.partition(":")
+                req.headers[name.strip().lower()] = value.strip()
+            elif self._chunk_left < 0:
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > 1024:
+                        raise BadRequest("malformed chunk size")
+                    return False
+                size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise BadRequest("malformed chunk size") from None
+                if size == 0:
+                    self._in_trailers = True
+                    continue
+                self._chunk_left = size
+            else:
+                if len(buf) < self._chunk_left + 2:
+                    take = min(len(buf), self._chunk_left)
+                    if take:
+                        self._take(req, bytes(buf[:take]))
+                        del buf[:take]
+                        self._chunk_left -= take
+                    return False
+                self._take(req, bytes(buf[: self._chunk_left]))
+                if self._closing:
+                    return False
+                if buf[self._chunk_left : self._chunk_left + 2] != b"\r\n":
+                    raise BadRequest("malformed chunk")
+                del buf[: self._chunk_left + 2]
+                self._chunk_left = -1
+        return False
+
+    def _take(self, req: Request, data: bytes) -> None:
+        req.received += len(data)
+        if req.discard:
+            if req.received > DISCARD_LIMIT:
+                self._close()
+            return
+        sink = req.sink
+        limit = req.limit if sink is None else sink.limit
+        if req.received > limit:
+            assert req.route is not None
+            self._refuse(req, req.route.too_large(req, limit))
+            return
+        if sink is not None:
+            sink.add(data)
+        else:
+            req.body += data
+
+    def _truncated(self, req: Request) -> None:
+        self._req = None
+        if req.sink is not None:
+            req.sink.cut_short()
+        if req.discard:
+            self._close()  # it was answered already
+        else:
+            self.send(400, TruncatedHTTPRequest().body(), close=True)
+
+    # --- time limits -----------------------------------------------------------------------
+
+    def sweep(self, now: float, head_timeout_s: float, keepalive_timeout_s: float) -> None:
+        """Called about every `Server.tick` seconds: close a connection whose request head is
+        overdue (408) or that has been idle between requests for too long (closed quietly).
+
+        A request being answered (a parked long poll: a runtime waiting in `next`) or whose body
+        is arriving is never cut. Time is measured from the first sweep that saw the wait, so a
+        limit is kept to within two ticks, and the hot path pays for none of this."""
+        if self._parked is not None or self._req is not None or self._closing:
+            self._quiet = None
+            return
+        begun = bool(self._buf)
+        quiet = self._quiet
+        if quiet is None or quiet[0] != self._requests or quiet[1] != begun:
+            self._quiet = (self._requests, begun, now)
+            return
+        waited = now - quiet[2]
+        if begun:
+            if waited >= head_timeout_s:
+                message = f"Request head not received within {head_timeout_s:g} seconds"
+                self.send(408, error_body(message, "RequestTimeout"), close=True)
+        elif self._requests == 0:
+            if waited >= head_timeout_s:
+                self._close()  # opened, never spoke
+        elif waited >= keepalive_timeout_s:
+            log.debug("closing a keep-alive connection idle for %.1f s", waited)
+            self._close()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        # nothing after the last answer: its write half may be shut already (see _close)
+        if not self._closing and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def _close(self) -> None:
+        """Close after the last answer. The write half goes first and what the client still
+        sends is read and dropped for a moment: closing a socket with unread input sends a
+        reset, which can destroy the answer before the client has read it."""
+        if self._closing:
+            return
+        self._closing = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._eof or not transport.can_write_eof():
+            transport.close()
+            return
+        self._buf.clear()
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+
+
+class Server:
+    """One listening socket serving a router, and its live connections.
+
+    A request head must arrive within `head_timeout_s` of the connection opening or of its
+    first byte; a connection idle between requests is closed after `keepalive_timeout_s`."""
+
+    def __init__(
+        self,
+        router: Router,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+        keepalive_timeout_s: float = KEEPALIVE_TIMEOUT_S,
+    ) -> None:
+        self.router = router
+        self.head_timeout_s = head_timeout_s
+        self.keepalive_timeout_s = keepalive_timeout_s
+        # one timer per server rather than one per request
+        self.tick = min(1.0, max(0.05, min(head_timeout_s, keepalive_timeout_s) / 4))
+        self._connections: set[Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweeps = 0
+        self.host = ""
+        self.port = 0
+
+    def _connection(self) -> Connection:
+        conn = Connection(self.router, self._connections.discard)
+        self._connections.add(conn)
+        return conn
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for conn in list(self._connections):
+            conn.sweep(now, self.head_timeout_s, self.keepalive_timeout_s)
+        self.sweeps += 1
+        self._sweeper = loop.call_later(self.tick, self._sweep)
+
+    async def start(self, host: str, port: int, fallback: bool = True) -> None:
+        """Listen on host:port; with `fallback`, on a free port if that one is taken."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                self._connection, host, port, reuse_address=True
+            )
+        except OSError:
+            if port == 0 or not fallback:
+                raise
+            log.warning("%s:%d is in use, using a free port instead", host, port)
+            self._server = await loop.create_server(self._connection, host, 0)
+        name = self._server.sockets[0].getsockname()
+        self.host, self.port = str(name[0]), int(name[1])
+        self._sweeper = loop.call_later(self.tick, self._sweep)
+
+    @property
+    def address(self) -> str:
+        """host:port as bound, as a URL authority (an IPv6 host in brackets)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()

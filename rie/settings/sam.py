@@ -1,0 +1,486 @@
+"""The functions of a SAM template (`rie --template template.yaml`), as settings for `project`.
+
+Reads every `AWS::Serverless::Function`: Handler, Runtime, CodeUri, Timeout, MemorySize,
+Description, Environment.Variables, Layers that are local (paths or `!Ref` to an
+`AWS::Serverless::LayerVersion` with a local ContentUri), ReservedConcurrentExecutions, `Api` /
+`HttpApi` events as routes and the HTTP front's format, and `FunctionUrlConfig`, over
+`Globals.Function`. CloudFormation's short tags (`!Ref`, `!Sub`,
+`!GetAtt`, ...) all parse; the intrinsic functions are evaluated as far as a local run can:
+parameters take their defaults, pseudo parameters (AWS::Region, ...) the emulator's values,
+conditions are evaluated, and what only a deployed stack knows (`!GetAtt`, `!ImportValue`) becomes
+a readable placeholder string instead of an error.
+
+YAML needs a parser: PyYAML, imported here only, so it costs nothing without --template.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from rie.settings.config import Config
+from rie.settings.errors import ConfigError
+from rie.settings.package import is_zip
+
+FUNCTION_TYPE = "AWS::Serverless::Function"
+LAYER_TYPE = "AWS::Serverless::LayerVersion"
+_SUB_VAR = re.compile(r"\$\{([^}]*)\}")
+# CloudFormation's short forms and the long ones they stand for
+_SHORT_TAGS = {
+    "Ref": "Ref",
+    "Condition": "Condition",
+    **{
+        name: f"Fn::{name}"
+        for name in (
+            "Sub",
+            "GetAtt",
+            "Join",
+            "If",
+            "Select",
+            "FindInMap",
+            "ImportValue",
+            "Base64",
+            "Split",
+            "Equals",
+            "Not",
+            "And",
+            "Or",
+            "GetAZs",
+            "Cidr",
+            "Length",
+            "ToJsonString",
+            "Transform",
+        )
+    },
+}
+
+
+class _NoValue:
+    """AWS::NoValue: the property it stands in is removed."""
+
+
+NO_VALUE = _NoValue()
+
+
+def _loader() -> type:
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError(
+            "--template needs PyYAML to read YAML: pip install 'pyrie[sam]' (or pip install pyyaml)"
+        ) from None
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> object:
+        name = _SHORT_TAGS.get(suffix)
+        if name is None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"unknown CloudFormation tag !{suffix}", node.start_mark
+            )
+        value: object
+        if isinstance(node, yaml.ScalarNode):
+            value = loader.construct_scalar(node)
+            if name == "Fn::GetAtt" and isinstance(value, str):
+                value = value.split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        elif isinstance(node, yaml.MappingNode):
+            value = loader.construct_mapping(node, deep=True)
+        else:
+            raise yaml.constructor.ConstructorError(None, None, "unexpected node", node.start_mark)
+        return {name: value}
+
+    Loader.add_multi_constructor("!", construct)
+    # CloudFormation keeps timestamps and dates (e.g. AWSTemplateFormatVersion) as strings
+    Loader.yaml_implicit_resolvers = {
+        key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for key, resolvers in Loader.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
+def parse(text: str, origin: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.load(text, Loader=_loader())  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not a valid template: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{origin}: a template is a YAML mapping")
+    return doc
+
+
+class Resolver:
+    """Evaluates intrinsic functions with what a local run knows."""
+
+    def __init__(
+        self,
+        doc: Mapping[str, Any],
+        base: Config,
+        stack_name: str,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.parameters: dict[str, Any] = {}
+        self.without_value: set[str] = set()  # parameters with neither a Default nor an override
+        self.used_without_value: list[str] = []
+        overrides = overrides or {}
+        declared = doc.get("Parameters") or {}
+        unknown = set(overrides) - set(declared)
+        if unknown:
+            raise ConfigError(f"--parameter-overrides: no parameter {', '.join(sorted(unknown))}")
+        for name, spec in declared.items():
+            spec = spec if isinstance(spec, dict) else {}
+            if name in overrides:
+                value: Any = overrides[name]
+            elif "Default" in spec:
+                value = spec["Default"]
+            else:
+                value = ""
+                self.without_value.add(name)
+            if spec.get("Type") == "CommaDelimitedList" and isinstance(value, str):
+                value = [part.strip() for part in value.split(",")]
+            self.parameters[name] = value
+        self.pseudo: dict[str, Any] = {
+            "AWS::Region": base.region,
+            "AWS::AccountId": base.account_id,
+            "AWS::StackName": stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{base.region}:{base.account_id}:"
+            f"stack/{stack_name}/00000000-0000-0000-0000-000000000000",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+            "AWS::NoValue": NO_VALUE,
+        }
+        self.resources: Mapping[str, Any] = doc.get("Resources") or {}
+        self.mappings: Mapping[str, Any] = doc.get("Mappings") or {}
+        self.conditions: Mapping[str, Any] = doc.get("Conditions") or {}
+        self.region = base.region
+        self._functions: dict[str, Callable[[Any], Any]] = {
+            "Ref": self._ref,
+            "Condition": self._condition,
+            "Fn::Sub": self._sub,
+            "Fn::GetAtt": self._get_att,
+            "Fn::Join": lambda v: str(self.value(v[0])).join(
+                str(x) for x in self._list(self.value(v[1]))
+            ),
+            "Fn::If": lambda v: self.value(v[1] if self._condition(v[0]) else v[2]),
+            "Fn::Select": lambda v: self._list(self.value(v[1]))[int(self.value(v[0]))],
+            "Fn::Split": lambda v: str(self.value(v[1])).split(str(self.value(v[0]))),
+            "Fn::FindInMap": self._find_in_map,
+            "Fn::ImportValue": lambda v: f"<import {self.value(v)}>",
+            "Fn::Base64": lambda v: base64.b64encode(str(self.value(v)).encode()).decode(),
+            "Fn::Equals": lambda v: self.value(v[0]) == self.value(v[1]),
+            "Fn::Not": lambda v: not self.value(v[0]),
+            "Fn::And": lambda v: all(self.value(x) for x in v),
+            "Fn::Or": lambda v: any(self.value(x) for x in v),
+            "Fn::GetAZs": lambda v: [f"{self.value(v) or self.region}{z}" for z in "abc"],
+            "Fn::Cidr": lambda v: [],
+            "Fn::Length": lambda v: len(self._list(self.value(v))),
+            "Fn::ToJsonString": lambda v: __import__("json").dumps(self.value(v)),
+            "Fn::Transform": lambda v: None,
+        }
+
+    def value(self, node: Any) -> Any:
+        """`node` with every intrinsic function in it evaluated; AWS::NoValue drops keys."""
+        if isinstance(node, dict):
+            if len(node) == 1:
+                ((key, arg),) = node.items()
+                fn = self._functions.get(key)
+                if fn is not None:
+                    try:
+                        return fn(arg)
+                    except (IndexError, KeyError, TypeError, ValueError) as exc:
+                        raise ConfigError(f"cannot evaluate {key}: {arg!r} ({exc})") from None
+            out = {}
+            for key, item in node.items():
+                resolved = self.value(item)
+                if resolved is not NO_VALUE:
+                    out[key] = resolved
+            return out
+        if isinstance(node, list):
+            return [x for x in (self.value(item) for item in node) if x is not NO_VALUE]
+        return node
+
+    def _list(self, value: Any) -> list[Any]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list, got {value!r}")
+        return value
+
+    def _ref(self, name: Any) -> Any:
+        name = self.value(name)
+        if name in self.parameters:
+            if name in self.without_value and name not in self.used_without_value:
+                self.used_without_value.append(name)
+            return self.parameters[name]
+        if name in self.pseudo:
+            return self.pseudo[name]
+        resource = self.resources.get(name)
+        if isinstance(resource, dict):
+            props = resource.get("Properties") or {}
+            if resource.get("Type") == FUNCTION_TYPE and isinstance(props.get("FunctionName"), str):
+                return props["FunctionName"]
+            return name
+        raise KeyError(f"no parameter or resource named {name!r}")
+
+    def _condition(self, name: Any) -> bool:
+        if isinstance(name, str) and name in self.conditions:
+            return bool(self.value(self.conditions[name]))
+        return bool(self.value(name))
+
+    def _sub(self, arg: Any) -> str:
+        text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
+
+        def one(m: re.Match[str]) -> str:
+            ref = m.group(1)
+            if ref.startswith("!"):
+                return "${" + ref[1:] + "}"  # ${!Literal} is written as ${Literal}
+            if ref in variables:
+                return str(variables[ref])
+            if "." in ref and ref.split(".", 1)[0] in self.resources:
+                return str(self._get_att(ref.split(".", 1)))
+            return str(self._ref(ref))
+
+        return _SUB_VAR.sub(one, str(text))
+
+    def _get_att(self, arg: Any) -> str:
+        resource, attribute = (self.value(x) for x in arg)
+        return f"<{resource}.{attribute}>"  # known only once deployed
+
+    def _find_in_map(self, arg: Any) -> Any:
+        name, first, second = (self.value(x) for x in arg)
+        return self.mappings[name][first][second]
+
+
+def read(
+    path: str,
+    base: Config,
+    overrides: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Settings (as project.KEYS) of every function of the template at `path`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ConfigError(f"--template: cannot read {path}: {exc.strerror}") from None
+    here = os.path.dirname(os.path.abspath(path))
+    return functions_of(parse(text, path), here, base, path, overrides, warnings)
+
+
+def parse_overrides(values: Sequence[str]) -> dict[str, str]:
+    """SAM's `--parameter-overrides` forms: `Key=Value` pairs separated by spaces (quotes keep a
+    value's spaces), or `ParameterKey=Key,ParameterValue=Value`."""
+    out: dict[str, str] = {}
+    for text in values:
+        for pair in shlex.split(text):
+            if pair.startswith("ParameterKey="):
+                key_part, _, value_part = pair.partition(",")
+                key = key_part.removeprefix("ParameterKey=")
+                if not value_part.startswith("ParameterValue="):
+                    raise ConfigError(
+                        f"--parameter-overrides: expected ParameterValue= in {pair!r}"
+                    )
+                out[key] = value_part.removeprefix("ParameterValue=")
+                continue
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise ConfigError(f"--parameter-overrides: expected KEY=VALUE, got {pair!r}")
+            out[key] = value
+    return out
+
+
+def functions_of(
+    doc: Mapping[str, Any],
+    here: str,
+    base: Config,
+    origin: str,
+    overrides: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    stack = os.path.basename(here) or "rie-local"
+    resolver = Resolver(doc, base, stack, overrides)
+    globals_ = (doc.get("Globals") or {}).get("Function") or {}
+    out = []
+    notes: list[str] = [] if warnings is None else warnings
+    for logical_id, resource in (doc.get("Resources") or {}).items():
+        if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
+            continue
+        where = f"{origin}: {logical_id}"
+        try:
+            if "Condition" in resource and not resolver._condition(resource["Condition"]):
+                continue
+            props = merge_globals(globals_, resource.get("Properties") or {})
+            props = resolver.value(props)
+            out.append(settings_of(logical_id, props, resolver, here, where, notes))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if warnings is not None:
+        for name in resolver.used_without_value:
+            warnings.append(
+                f"{origin}: parameter {name} has no Default and no value: it is empty here "
+                f"(give --parameter-overrides {name}=VALUE)"
+            )
+    return out
+
+
+def merge_globals(globals_: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM's rules: the function's scalars win, maps merge (the function's keys win), lists add."""
+    merged = dict(globals_)
+    for key, value in props.items():
+        if key in merged and isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = merge_globals(merged[key], value)
+        elif key in merged and isinstance(merged[key], list) and isinstance(value, list):
+            merged[key] = merged[key] + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def settings_of(
+    logical_id: str,
+    props: Mapping[str, Any],
+    resolver: Resolver,
+    here: str,
+    where: str,
+    warnings: list[str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    if props.get("PackageType") == "Image":
+        raise ConfigError(
+            "an Image function: run its image instead (with pyrie's `bootstrap` as entrypoint)"
+        )
+    if "InlineCode" in props:
+        raise ConfigError("InlineCode is not supported: put the code in a directory (CodeUri)")
+    code = props.get("CodeUri", ".")
+    if not isinstance(code, str) or code.startswith("s3://"):
+        raise ConfigError(f"CodeUri {code!r}: only a local directory or .zip can run here")
+    code = os.path.normpath(os.path.join(here, code))
+    settings: dict[str, Any] = {}
+    if os.path.isfile(code) and is_zip(code):
+        settings["zip"] = code
+    elif os.path.isdir(code):
+        settings["task_root"] = code
+    else:
+        raise ConfigError(f"CodeUri {code} is neither a directory nor a .zip")
+    for key, prop in (
+        ("handler", "Handler"),
+        ("runtime", "Runtime"),
+        ("description", "Description"),
+        ("timeout", "Timeout"),
+        ("memory", "MemorySize"),
+        ("max_concurrency", "ReservedConcurrentExecutions"),
+    ):
+        if prop in props:
+            settings[key] = props[prop]
+    for key in ("timeout", "memory", "max_concurrency"):
+        if isinstance(settings.get(key), str) and settings[key].isdigit():
+            settings[key] = int(settings[key])  # a parameter's default is often a string
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    if variables:
+        settings["env"] = variables
+    layers = [layer_path(layer, resolver, here) for layer in props.get("Layers") or []]
+    if any(layer is not None for layer in layers):
+        settings["layers"] = [layer for layer in layers if layer is not None]
+    routes = [route for event in (props.get("Events") or {}).values() if (route := route_of(event))]
+    if routes:
+        settings["routes"] = routes
+    settings.update(front_of(props, where, [] if warnings is None else warnings))
+    name = props.get("FunctionName") or logical_id
+    return str(name), settings
+
+
+def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[str, Any]:
+    """The HTTP front a function sits behind, as `sam local start-api` and AWS would put it: `Api`
+    events a REST API (payload 1.0), `HttpApi` events an HTTP API (payload 2.0, unless the event's
+    PayloadFormatVersion is "1.0"; their TimeoutInMillis the integration timeout), else a
+    `FunctionUrlConfig` a Function URL (its InvokeMode and Cors). The front's settings are one per function here, so the first API event decides."""
+    kinds = []
+    timeouts = []
+    for event in (props.get("Events") or {}).values():
+        if isinstance(event, dict) and event.get("Type") in ("Api", "HttpApi"):
+            event_props = event.get("Properties") or {}
+            version = str(event_props.get("PayloadFormatVersion", "2.0"))
+            kinds.append(
+                "rest-api" if event["Type"] == "Api" or version.startswith("1") else "http-api"
+            )
+            timeout = event_props.get("TimeoutInMillis")
+            if isinstance(timeout, int | str) and str(timeout).isdigit() and int(timeout) > 0:
+                timeouts.append(int(timeout) / 1000)
+    url = props.get("FunctionUrlConfig")
+    if kinds:
+        if len(set(kinds)) > 1:
+            warnings.append(
+                f"{where}: both Api (payload 1.0) and HttpApi (2.0) events: every route of "
+                f"the function gets {kinds[0]} events here"
+            )
+        if isinstance(url, dict):
+            warnings.append(f"{where}: FunctionUrlConfig is ignored beside its Api/HttpApi events")
+        front: dict[str, Any] = {"http_format": kinds[0]}
+        if timeouts:
+            # the events' integration timeout (SAM's TimeoutInMillis); the longest if they differ
+            front["http_integration_timeout"] = max(timeouts)
+        return front
+    if not isinstance(url, dict):
+        return {}
+    out: dict[str, Any] = {"http_format": "function-url"}
+    if "InvokeMode" in url:
+        out["http_invoke_mode"] = url["InvokeMode"]
+    cors = url.get("Cors")
+    if isinstance(cors, dict):
+        for key, prop in (
+            ("cors_allow_origins", "AllowOrigins"),
+            ("cors_allow_methods", "AllowMethods"),
+            ("cors_allow_headers", "AllowHeaders"),
+            ("cors_expose_headers", "ExposeHeaders"),
+            ("cors_max_age", "MaxAge"),
+            ("cors_allow_credentials", "AllowCredentials"),
+        ):
+            if prop in cors:
+                out[key] = cors[prop]
+        if isinstance(out.get("cors_max_age"), str) and out["cors_max_age"].isdigit():
+            out["cors_max_age"] = int(out["cors_max_age"])
+        if isinstance(out.get("cors_allow_credentials"), str):
+            out["cors_allow_credentials"] = out["cors_allow_credentials"].lower() == "true"
+    return out
+
+
+def layer_path(layer: Any, resolver: Resolver, here: str) -> str | None:
+    """A local directory for a layer: a path, or the ContentUri of a LayerVersion in the
+    template; None for a published layer's ARN (not available locally)."""
+    if isinstance(layer, str) and layer.startswith("arn:"):
+        return None
+    if isinstance(layer, str) and layer in resolver.resources:
+        resource = resolver.resources[layer]
+        if resource.get("Type") == LAYER_TYPE:
+            content = (resource.get("Properties") or {}).get("ContentUri")
+            if isinstance(content, str) and not content.startswith("s3://"):
+                return os.path.normpath(os.path.join(here, content))
+        return None
+    if isinstance(layer, str):
+        return os.path.normpath(os.path.join(here, layer))
+    return None
+
+
+def route_of(event: Any) -> str | None:
+    """`METHOD /path` of an Api or HttpApi event (`ANY` for any method); None for other events.
+    An HttpApi event without a path is the API's catch-all route."""
+    if not isinstance(event, dict) or event.get("Type") not in ("Api", "HttpApi"):
+        return None
+    props = event.get("Properties") or {}
+    path, method = props.get("Path"), props.get("Method")
+    if path is None and event["Type"] == "HttpApi":
+        return "ANY /{proxy+}"
+    if not isinstance(path, str):
+        return None
+    method = (
+        "ANY"
+        if not method or str(method).lower() in ("any", "x-amazon-apigateway-any-method")
+        else str(method).upper()
+    )
+    return f"{method} {path}"
