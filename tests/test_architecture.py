@@ -28,7 +28,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rie.api",),
     # user-facing web surfaces (aiohttp): the HTTP front
     ("rie.fronts",),
-    # developer tools: rie invoke / event, watch, the pytest plugin and its harness
+    # the harness users' tests import (a public path of its own): a real rie in a subprocess
+    ("rie.testing",),
+    # developer tools: rie invoke / event, watch, the pytest plugin
     ("rie.dev",),
     ("rie.app",),
     ("rie.__main__",),

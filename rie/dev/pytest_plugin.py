@@ -7,7 +7,7 @@
 
 Each call starts a real rie (a separate process, on free ports) that is stopped when the test
 ends. pytest imports this module in every run where pyrie is installed, so it imports nothing but
-pytest here: the machinery (`rie.dev.testing`) is imported when a test asks for the fixture.
+pytest here: the machinery (`rie.testing`) is imported when a test asks for the fixture.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from rie.dev.testing import LambdaFunction
+    from rie.testing import LambdaFunction
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def lambda_function(request: pytest.FixtureRequest) -> Iterator[Callable[..., La
     http=False, template=None, config=None, zip=None, name=None, command=(), args=())` starts a
     rie and returns it (`.invoke(event)`, `.endpoint_url` for boto3, `.http_url`, `.logs`,
     `.wait_for_log(pattern)`). Relative paths are taken from pytest's root directory."""
-    from rie.dev.testing import LambdaFunction, rie_arguments
+    from rie.testing import LambdaFunction, rie_arguments
 
     started: list[LambdaFunction] = []
 

@@ -15,7 +15,7 @@ from tests.helpers import REPO
 USER_TESTS = """
 import json
 import pytest
-from rie.dev.testing import InvokeError
+from rie.testing import InvokeError
 
 def test_handler_env_and_errors(lambda_function):
     fn = lambda_function(handler="app.handler", task_root="src", env={"STAGE": "test"}, timeout=2)
