@@ -86,9 +86,15 @@ LINE_LIMIT = 8190
 MAX_HEADERS = 100
 
 
+_entropy = bytearray()  # random bytes read ahead: one read of urandom per 64 invocations
+
+
 def new_ids() -> tuple[str, str]:
-    """A request id (a random UUID, version 4) and an X-Ray trace id, from one read of urandom."""
-    raw = bytearray(os.urandom(36))
+    """A request id (a random UUID, version 4) and an X-Ray trace id, from 36 random bytes."""
+    if len(_entropy) < 36:
+        _entropy[:] = os.urandom(36 * 64)
+    raw = _entropy[-36:]
+    del _entropy[-36:]
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
