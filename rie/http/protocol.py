@@ -25,6 +25,7 @@ import asyncio
 import json
 import logging
 import re
+import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, cast
@@ -78,6 +79,10 @@ def _wire_error(status: int, message: str, error_type: str) -> RieError:
     return WireError(status, message, error_type)
 
 
+# what a parsed head leaves to be copied into each Request made from the same bytes
+_Head = tuple[str, str, dict[str, str], bool, "int | None", str, str]
+
+
 @dataclass(slots=True)
 class Dialect:
     """How strict a server's parse is, and how the wire's own errors are rendered.
@@ -95,9 +100,14 @@ class Dialect:
     # a client that half-closes while its request is being answered still gets the answer
     # (the Runtime API lets go of a parked `next` instead: its runtime is gone)
     answer_half_closed: bool = False
+    # heads parsed already, by their bytes: a runtime's `next` is the same every time, and so
+    # is a client's request in a loop (bounded: emptied when full)
+    heads: dict[bytes, _Head] = field(default_factory=dict)
 
 
 RUNTIME_DIALECT = Dialect()
+HEAD_CACHE_SIZE = 256
+HEAD_CACHE_BYTES = 2048  # longer heads carry per-request values (signatures, dates): not kept
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # a control character other than a tab, or a CR or LF that is not part of a CRLF line end
 _BAD_BYTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
@@ -190,6 +200,28 @@ class Router:
 
 
 def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
+    heads = dialect.heads
+    known = heads.get(head)
+    if known is not None:
+        method, path, headers, keep_alive, length, version, query = known
+        return Request(method, path, headers.copy(), keep_alive, length, version, query)
+    req = _parse_head(head, dialect)
+    if len(head) <= HEAD_CACHE_BYTES:
+        if len(heads) >= HEAD_CACHE_SIZE:
+            heads.clear()
+        heads[head] = (
+            req.method,
+            req.path,
+            req.headers.copy(),
+            req.keep_alive,
+            req.length,
+            req.version,
+            req.query,
+        )
+    return req
+
+
+def _parse_head(head: bytes, dialect: Dialect) -> Request:
     text = head.decode("latin-1")
     if _BAD_BYTE.search(text) is not None:
         raise BadRequest("a control character in the request head")
@@ -260,6 +292,7 @@ class Connection(asyncio.Protocol):
         self._exact = router._exact
         self._dialect = router.dialect
         self._streaming = False  # a chunked answer has begun (see begin_stream)
+        self._poller: select.poll | None = None  # see peer_closed
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
@@ -403,6 +436,22 @@ class Connection(asyncio.Protocol):
     def _wire_error(self, status: int, message: str, error_type: str) -> None:
         """An error of the wire itself (in the router's shape); the connection then closes."""
         self.send_rendered(self._dialect.error(status, message, error_type), close=True)
+
+    def peer_closed(self) -> bool:
+        """Whether the client has hung up, even if the loop has not read its end of input yet
+        (one poll of the socket): a long poll about to be answered with what cannot be given
+        twice (an invocation) asks first, as the hang-up and the answer may cross."""
+        transport = self._transport
+        if self._eof or self._closing or transport is None:
+            return True
+        poller = self._poller
+        if poller is None:
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            poller = self._poller = select.poll()
+            poller.register(sock.fileno(), select.POLLRDHUP)
+        return bool(poller.poll(0))
 
     def abort(self) -> None:
         if self._transport is not None:

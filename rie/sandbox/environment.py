@@ -422,6 +422,9 @@ class Environment:
     def _hand_to_waiters(self) -> None:
         while self.queued and self._waiters:
             deliver = self._waiters.popleft()
+            alive = getattr(deliver, "alive", None)
+            if alive is not None and not alive():
+                continue  # hung up: its end of input is yet to be read (then cancel_next)
             inv = self.queued.popleft()
             self._dispatch(inv)
             deliver(inv)
