@@ -245,8 +245,9 @@ def test_tmp_is_private_sized_by_ephemeral_storage_and_the_code_is_read_only(
         fn.stop()
 
 
-def test_sandbox_off_is_todays_behaviour() -> None:
-    fn = start("res.handler", 128, "--sandbox", "off")
+def test_sandbox_off_is_todays_behaviour(tmp_path: Path) -> None:
+    (tmp_path / "res.py").write_text((FN / "res.py").read_text())
+    fn = start("res.handler", 128, "--sandbox", "off", task_root=tmp_path)
     try:
         assert fn.wait_for_log(r"rie: sandbox of \S+: off \(--sandbox off\)")
         nofile = fn.invoke({"kind": "limits"}).payload
@@ -254,7 +255,7 @@ def test_sandbox_off_is_todays_behaviour() -> None:
 
         assert nofile == {"nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE))}
         fs = fn.invoke({"kind": "fs"}).payload
-        assert isinstance(fs, dict) and fs["tmpdir"] != "/tmp"
+        assert isinstance(fs, dict) and fs["tmpdir"] != "/tmp" and fs["code"] == "written"
     finally:
         fn.stop()
 
