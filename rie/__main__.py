@@ -21,7 +21,7 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
-SUBCOMMANDS = ("event", "invoke")
+SUBCOMMANDS = ("event", "invoke", "tune")
 
 
 def main(argv: list[str] | None = None) -> int:
