@@ -98,8 +98,8 @@ class Environment:
             else None
         )
         # its own /tmp and read-only code (rie/sandbox/namespace.py), where the machine allows
-        self.fs_isolated = self.limits is not None and namespace.capability() is None
-        self._tmp_mounted = False
+        self.fs_mode = namespace.mode() if self.limits is not None else None
+        self._fs_active = False  # this init's processes get the mounts
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
         self.queued: collections.deque[Invocation] = collections.deque()
@@ -243,7 +243,7 @@ class Environment:
         env = self.config.runtime_environment(self._base_env)
         env["AWS_LAMBDA_RUNTIME_API"] = self.endpoint.address
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
-        env["TMPDIR"] = namespace.SANDBOX_TMP if self._tmp_mounted else self.tmpdir
+        env["TMPDIR"] = namespace.SANDBOX_TMP if self._fs_active else self.tmpdir
         if self.provisioned:
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
         return env
@@ -251,15 +251,16 @@ class Environment:
     def fs_plan(self, command: Sequence[str], env: Mapping[str, str]) -> namespace.Plan | None:
         """The mounts a process of this environment gets: its /tmp, the code read-only, and what
         it runs from kept reachable (None: no namespace here)."""
-        if not self._tmp_mounted:
+        if not self._fs_active or self.limits is None:
             return None
         config = self.config
         code = (config.task_root, *config.layers, *map(os.path.dirname, config.extension_paths))
         return namespace.plan(
-            self.tmpdir,
+            self.tmpdir if self.fs_mode == "root" else None,
             readonly=code,
             reachable=(*code, *namespace.reachable_paths(command, env)),
             cwd=config.task_root,
+            tmp_bytes=self.limits.ephemeral_bytes,
         )
 
     async def _start_extensions(self) -> bool:
@@ -366,9 +367,11 @@ class Environment:
             with contextlib.suppress(Exception):
                 await self._stopping_extensions
             self._stopping_extensions = None
-        if self.fs_isolated and self.limits is not None:
+        if self.fs_mode == "root" and self.limits is not None:
             # a fresh environment's /tmp is empty, as after a reset on Lambda
-            self._tmp_mounted = namespace.fresh_tmp(self.tmpdir, self.limits.ephemeral_bytes)
+            self._fs_active = namespace.fresh_tmp(self.tmpdir, self.limits.ephemeral_bytes)
+        else:
+            self._fs_active = self.fs_mode == "userns"  # each process mounts its own
         if self.config.extension_paths and not await self._start_extensions():
             return
         command = self.config.command

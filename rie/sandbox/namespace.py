@@ -1,12 +1,17 @@
 """An environment's own /tmp and read-only code, through a private mount namespace per process.
 
-Each environment gets a tmpfs of its ephemeral-storage size, mounted (by the emulator, in its own
-namespace) on the environment's directory under the machine's temporary directory and made anew
-at each init, so it is empty when an environment starts and gone with it. Every process of the
-environment (runtime, extensions) enters a mount namespace of its own between fork and exec
-(`child_setup`), where that tmpfs is bind-mounted on /tmp, and the task root and the layers are
-bind-mounted read-only over themselves. The runtime and its extensions thus share one /tmp, as on
-Lambda, while the machine's /tmp and the code stay untouched.
+As root ("root" mode), each environment gets a tmpfs of its ephemeral-storage size, mounted (by
+the emulator, in its own namespace) on the environment's directory under the machine's temporary
+directory and made anew at each init, so it is empty when an environment starts and gone with
+it. Every process of the environment (runtime, extensions) enters a mount namespace of its own
+between fork and exec (`child_setup`), where that tmpfs is bind-mounted on /tmp, and the task root
+and the layers are bind-mounted read-only over themselves. The runtime and its extensions thus
+share one /tmp, as on Lambda, while the machine's /tmp and the code stay untouched.
+
+Without root, where the kernel allows unprivileged user namespaces ("userns" mode), each process
+enters a user namespace (mapping only its own user and group) with its mount namespace, and
+mounts a tmpfs of the ephemeral size on /tmp itself: the same limits, but the runtime's /tmp and
+each extension's are their own (Lambda's are one).
 
 The code, the interpreter and anything else the function runs from may themselves live under the
 machine's /tmp (a venv there, pytest's `tmp_path`): those directories are opened before /tmp is
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
     import ctypes
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -39,6 +45,17 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+# statvfs flags -> the mount flags a read-only remount must keep (a user namespace may not drop
+# them: they are locked on mounts it did not make)
+_KEEP_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, 8),
+    (os.ST_NOATIME, 1024),
+    (os.ST_NODIRATIME, 2048),
+    (4096, MS_RELATIME),  # ST_RELATIME
+)
 MNT_DETACH = 2
 SANDBOX_TMP = "/tmp"
 
@@ -82,29 +99,74 @@ def _umount(target: str) -> None:
         raise _error(f"umount {target}")
 
 
-_capability: tuple[str | None] | None = None
+_capability: tuple[str | None, str | None] | None = None
 
 
 def capability() -> str | None:
     """None when this machine lets rie give environments their own /tmp and read-only code;
     else why not (decided once)."""
+    return _decide()[1]
+
+
+def mode() -> str | None:
+    """ "root", "userns" or None (not possible here)."""
+    return _decide()[0]
+
+
+def _decide() -> tuple[str | None, str | None]:
     global _capability
     if _capability is None:
-        _capability = (_why_not(),)
-    return _capability[0]
+        _capability = _probe()
+    return _capability
 
 
-def _why_not() -> str | None:
+def _probe() -> tuple[str | None, str | None]:
     if not sys.platform.startswith("linux"):
-        return "Linux mount namespaces are needed"
-    if os.geteuid() != 0:
-        return "mount namespaces need root here (see docs/resources.md)"
+        return None, "Linux mount namespaces are needed"
     if not os.path.exists("/proc/self/ns/mnt"):
-        return "this kernel has no mount namespaces"
+        return None, "this kernel has no mount namespaces"
     try:
-        _lib().unshare  # noqa: B018 - present in glibc and musl; probed, not called
+        _lib().unshare  # noqa: B018 - present in glibc and musl; resolved, not called
     except AttributeError:
-        return "the C library has no unshare()"
+        return None, "the C library has no unshare()"
+    if os.geteuid() == 0:
+        return "root", None
+    why = _userns_blocked()
+    if why is not None:
+        return None, f"not root, and {why} (see docs/resources.md)"
+    return "userns", None
+
+
+def _userns_blocked() -> str | None:
+    """Why unprivileged user namespaces cannot be had here, or None. The sysctls say most; a
+    child that tries is the only sure answer (AppArmor, seccomp), and costs a fork, once."""
+    for path, bad, why in (
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "user namespaces are disabled: sysctl kernel.unprivileged_userns_clone=0",
+        ),
+        ("/proc/sys/user/max_user_namespaces", "0", "sysctl user.max_user_namespaces=0"),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "AppArmor restricts unprivileged user namespaces "
+            "(sysctl kernel.apparmor_restrict_unprivileged_userns=1)",
+        ),
+    ):
+        try:
+            with open(path, encoding="ascii") as f:
+                if f.read().strip() == bad:
+                    return why
+        except OSError:
+            continue
+    lib = _lib()
+    pid = os.fork()
+    if pid == 0:  # the child only tries, and leaves at once
+        os._exit(0 if lib.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return "this machine refuses unprivileged user namespaces"
     return None
 
 
@@ -128,14 +190,16 @@ def release_tmp(path: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What one process of an environment sees: `tmp_source` on /tmp, `readonly` paths read-only,
-    `keep` (directories under /tmp the process runs from) reachable; the working directory
-    `cwd` entered again once the mounts are made."""
+    """What one process of an environment sees: `tmp_source` on /tmp (None: a tmpfs of
+    `tmp_bytes` of its own, in a user namespace), `readonly` paths read-only, `keep`
+    (directories under /tmp the process runs from) reachable; the working directory `cwd`
+    entered again once the mounts are made."""
 
-    tmp_source: str
+    tmp_source: str | None
     readonly: tuple[str, ...]
     keep: tuple[str, ...]
     cwd: str
+    tmp_bytes: int = 0
 
 
 def _under(path: str, root: str) -> bool:
@@ -143,10 +207,11 @@ def _under(path: str, root: str) -> bool:
 
 
 def plan(
-    tmp_source: str,
+    tmp_source: str | None,
     readonly: Iterable[str],
     reachable: Iterable[str],
     cwd: str,
+    tmp_bytes: int = 0,
 ) -> Plan:
     """The mounts of one process: `reachable` are the paths it may run from (files or
     directories; only those under /tmp need anything done)."""
@@ -157,13 +222,17 @@ def plan(
         path = os.path.realpath(path)
         if not os.path.isdir(path):
             path = os.path.dirname(path)
-        if _under(path, SANDBOX_TMP) and path != SANDBOX_TMP and not _under(path, tmp_source):
+        if (
+            _under(path, SANDBOX_TMP)
+            and path != SANDBOX_TMP
+            and (tmp_source is None or not _under(path, tmp_source))
+        ):
             keep.append(path)
     # a kept directory inside another kept one needs nothing of its own
     keep = sorted(set(keep))
     outer = [p for p in keep if not any(_under(p, q) and p != q for q in keep)]
     ro = sorted({os.path.realpath(p) for p in readonly if p and os.path.isdir(p)})
-    return Plan(tmp_source, tuple(ro), tuple(outer), cwd)
+    return Plan(tmp_source, tuple(ro), tuple(outer), cwd, tmp_bytes)
 
 
 def reachable_paths(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
@@ -180,25 +249,56 @@ def child_setup(p: Plan) -> Callable[[], None]:
     leaves the child as it was (a limit less rather than a function that cannot start)."""
     lib = _lib()
     lib.unshare  # noqa: B018 - resolved before the fork, not in the child
+    own = p.tmp_source is None
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | (CLONE_NEWUSER if own else 0)
+    # the flags each read-only path's mount has, known before the fork
+    keep_flags = {path: _mount_flags(path) for path in p.readonly}
 
     def setup() -> None:
-        if lib.unshare(CLONE_NEWNS) != 0:
+        if lib.unshare(flags) != 0:
             return
         try:
+            if own:
+                # only this user and group, as themselves: files keep their owners
+                _write_proc("/proc/self/setgroups", "deny")
+                _write_proc("/proc/self/uid_map", f"{uid} {uid} 1")
+                _write_proc("/proc/self/gid_map", f"{gid} {gid} 1")
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             # the directories under /tmp it runs from, held open while /tmp is covered
             held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in p.keep]
-            _mount(p.tmp_source, SANDBOX_TMP, None, MS_BIND | MS_REC, None)
+            if p.tmp_source is None:
+                size = f"size={p.tmp_bytes},mode=1777"
+                _mount("tmpfs", SANDBOX_TMP, "tmpfs", MS_NOSUID | MS_NODEV, size)
+            else:
+                _mount(p.tmp_source, SANDBOX_TMP, None, MS_BIND | MS_REC, None)
             for path, fd in held:
                 os.makedirs(path, exist_ok=True)
                 _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
                 os.close(fd)
             for path in p.readonly:
                 _mount(path, path, None, MS_BIND | MS_REC, None)
-                _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+                remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
+                _mount(None, path, None, remount, None)
             # the working directory was entered before the mounts: enter it again, on them
             os.chdir(p.cwd)
         except OSError:
             return
 
     return setup
+
+
+def _write_proc(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _mount_flags(path: str) -> int:
+    try:
+        f_flag = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return sum(ms for st, ms in _KEEP_FLAGS if f_flag & st)

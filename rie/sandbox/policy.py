@@ -40,18 +40,27 @@ def summary(config: Config) -> str:
     if share > cpus:
         cpu = f"cpu {share:.2f} CPUs (capped at this machine's {cpus})"
     fs = namespace.capability()
+    own = " (a user namespace: the runtime's and each extension's own)"
+    tmp_note = own if namespace.mode() == "userns" else ""
 
-    def state(why: str | None) -> str:
-        return "on" if why is None else f"off ({why})"
-
-    parts = [
-        f"memory {config.memory_mb} MB: {state(caps.memory)}",
-        f"{cpu}: {state(caps.cpu)}",
-        f"processes+threads {PIDS}: {state(caps.pids)}",
-        f"open files {NOFILE}: on",
-        f"/tmp {config.ephemeral_storage_mb} MB: {state(fs)}",
-        f"read-only code: {state(fs)}",
+    items: list[tuple[str, str | None]] = [
+        (f"memory {config.memory_mb} MB", caps.memory),
+        (cpu, caps.cpu),
+        (f"processes+threads {PIDS}", caps.pids),
+        (f"open files {NOFILE}", None),
+        (f"/tmp {config.ephemeral_storage_mb} MB" + (tmp_note if fs is None else ""), fs),
+        ("read-only code", fs),
     ]
+    # consecutive limits that are off for one reason share it, so the line stays readable
+    parts: list[str] = []
+    i = 0
+    while i < len(items):
+        names, why = [items[i][0]], items[i][1]
+        while why is not None and i + 1 < len(items) and items[i + 1][1] == why:
+            i += 1
+            names.append(items[i][0])
+        parts.append(", ".join(names) + (": on" if why is None else f": off ({why})"))
+        i += 1
     if caps.memory is None and not caps.oom_counted:
         parts.append("out-of-memory kills: reported as Runtime.ExitError (no OOM counter)")
     return f"rie: sandbox of {name} (lambda): " + "; ".join(parts)

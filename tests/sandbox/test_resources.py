@@ -264,7 +264,7 @@ def test_start_up_line_says_what_is_enforced() -> None:
     fn = start("res.handler", 512)
     try:
         line = fn.wait_for_log(r"rie: sandbox of \S+ \(lambda\): .*").group(0)
-        for part in ("memory 512 MB: ", "cpu 0.29 of", "open files 1024: on", "/tmp 512 MB: "):
+        for part in ("memory 512 MB", "cpu 0.29 of", "open files 1024: on", "/tmp 512 MB"):
             assert part in line, line
     finally:
         fn.stop()

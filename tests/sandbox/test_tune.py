@@ -50,13 +50,15 @@ def by_size(data: dict[str, Any]) -> dict[int, dict[str, Any]]:
 def test_cpu_bound_function_gets_faster_with_memory_and_speed_picks_a_whole_cpu(
     tmp_path: Path,
 ) -> None:
-    work = {"kind": "burn", "n": 300_000}
+    # ~20 ms of CPU: ~280 ms at 128 MB (7.2 % of a CPU); at 1,769 MB its CPU time, or somewhat
+    # more when this machine's CPUs are busy with other work (hence a margin, not 13.8x)
+    work = {"kind": "burn", "n": 500_000}
     code, data, output = tune(
         tmp_path, work, "--memory", "128,1769", "--invocations", "3", "--strategy", "speed"
     )
     assert code == 0, output
     sizes = by_size(data)
-    assert sizes[128]["duration_ms"]["p50"] > 4 * sizes[1769]["duration_ms"]["p50"], output
+    assert sizes[128]["duration_ms"]["p50"] > 2.5 * sizes[1769]["duration_ms"]["p50"], output
     assert data["recommendation"]["memory_mb"] == 1769
 
 
