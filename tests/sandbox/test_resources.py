@@ -14,6 +14,7 @@ import re
 import signal
 import statistics
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -268,3 +269,26 @@ def test_start_up_line_says_what_is_enforced() -> None:
             assert part in line, line
     finally:
         fn.stop()
+
+
+@needs_memory
+def test_telemetry_says_runtime_out_of_memory_too(tmp_path: Path) -> None:
+    from tests.rie.test_extensions import ext_dir, telemetry_events, wait_lines
+
+    d = ext_dir(tmp_path, "py-ext")
+    # the extension's record goes outside /tmp, which the sandbox makes the environment's own
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shared:
+        log = Path(shared) / "log"
+        fn = start("res.handler", 128, "--extensions-dir", str(d), "--env", f"EXT_LOG={log}")
+        try:
+            result = fn.invoke({"kind": "alloc", "mb": 300})
+            assert_out_of_memory(result, fn)
+            wait_lines(log, lambda ls: any('"platform.report"' in x for x in ls))
+            events = telemetry_events(log)
+        finally:
+            fn.stop()
+    done = next(ev["record"] for ev in events if ev["type"] == "platform.runtimeDone")
+    report = next(ev["record"] for ev in events if ev["type"] == "platform.report")
+    # a runtime that exits is a platform failure to telemetry, as any Runtime.ExitError here
+    assert (done["status"], done.get("errorType")) == ("failure", "Runtime.OutOfMemory")
+    assert (report["status"], report.get("errorType")) == ("failure", "Runtime.OutOfMemory")
