@@ -244,6 +244,9 @@ class Environment:
         env["AWS_LAMBDA_RUNTIME_API"] = self.endpoint.address
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
         env["TMPDIR"] = namespace.SANDBOX_TMP if self._fs_active else self.tmpdir
+        if self._fs_active and env.get("LAMBDA_TASK_ROOT") == self.config.task_root:
+            # the code is at Lambda's path too (rie/sandbox/namespace.py)
+            env["LAMBDA_TASK_ROOT"] = namespace.LAMBDA_TASK_ROOT
         if self.provisioned:
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
         return env
@@ -261,6 +264,7 @@ class Environment:
             reachable=(*code, *namespace.reachable_paths(command, env)),
             cwd=config.task_root,
             tmp_bytes=self.limits.ephemeral_bytes,
+            task_root=config.task_root,
         )
 
     async def _start_extensions(self) -> bool:

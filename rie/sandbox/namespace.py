@@ -58,6 +58,7 @@ _KEEP_FLAGS = (
 )
 MNT_DETACH = 2
 SANDBOX_TMP = "/tmp"
+LAMBDA_TASK_ROOT = "/var/task"
 
 _libc: ctypes.CDLL | None = None
 _get_errno: Callable[[], int] | None = None
@@ -200,6 +201,10 @@ class Plan:
     keep: tuple[str, ...]
     cwd: str
     tmp_bytes: int = 0
+    # the task root, shown read-only at /var/task too ("" : not); `var_entries`: what the
+    # machine's /var holds, put back (bound) when /var/task has to be made on a tmpfs over /var
+    task_root: str = ""
+    var_entries: tuple[tuple[str, str], ...] = ()
 
 
 def _under(path: str, root: str) -> bool:
@@ -212,6 +217,7 @@ def plan(
     reachable: Iterable[str],
     cwd: str,
     tmp_bytes: int = 0,
+    task_root: str = "",
 ) -> Plan:
     """The mounts of one process: `reachable` are the paths it may run from (files or
     directories; only those under /tmp need anything done)."""
@@ -232,7 +238,36 @@ def plan(
     keep = sorted(set(keep))
     outer = [p for p in keep if not any(_under(p, q) and p != q for q in keep)]
     ro = sorted({os.path.realpath(p) for p in readonly if p and os.path.isdir(p)})
-    return Plan(tmp_source, tuple(ro), tuple(outer), cwd, tmp_bytes)
+    var_entries: tuple[tuple[str, str], ...] = ()
+    if task_root:
+        task_root = os.path.realpath(task_root)
+        if task_root == LAMBDA_TASK_ROOT or _under(LAMBDA_TASK_ROOT, task_root):
+            task_root = ""  # already there
+        elif not os.path.isdir(LAMBDA_TASK_ROOT):
+            found = _var_entries()
+            if found is None:
+                task_root = ""
+            else:
+                var_entries = found
+    return Plan(tmp_source, tuple(ro), tuple(outer), cwd, tmp_bytes, task_root, var_entries)
+
+
+def _var_entries() -> tuple[tuple[str, str], ...] | None:
+    """/var's entries as (name, kind): "d" a directory, "f" a file, "l:<target>" a symlink;
+    None when /var cannot be listed (then there is no /var/task)."""
+    out = []
+    try:
+        with os.scandir("/var") as it:
+            for entry in it:
+                if entry.is_symlink():
+                    out.append((entry.name, "l:" + os.readlink(entry.path)))
+                elif entry.is_dir():
+                    out.append((entry.name, "d"))
+                else:
+                    out.append((entry.name, "f"))
+    except OSError:
+        return None
+    return tuple(sorted(out))
 
 
 def reachable_paths(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
@@ -280,12 +315,55 @@ def child_setup(p: Plan) -> Callable[[], None]:
                 _mount(path, path, None, MS_BIND | MS_REC, None)
                 remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
                 _mount(None, path, None, remount, None)
+            cwd = p.cwd
+            if p.task_root:
+                try:
+                    _show_at_var_task(p)
+                    cwd = LAMBDA_TASK_ROOT
+                except OSError as exc:
+                    # said in the function's log: LAMBDA_TASK_ROOT names /var/task
+                    os.write(2, f"rie: sandbox: no /var/task for this init: {exc}\n".encode())
             # the working directory was entered before the mounts: enter it again, on them
-            os.chdir(p.cwd)
+            os.chdir(cwd)
         except OSError:
             return
 
     return setup
+
+
+def _show_at_var_task(p: Plan) -> None:
+    """Bind the (read-only) task root at /var/task. Where the machine has no /var/task, /var is
+    covered by a small tmpfs holding its own entries again (bound back, symlinks remade) and the
+    new /var/task; the machine's /var is not touched."""
+    covered = False
+    try:
+        if p.var_entries:
+            var = os.open("/var", os.O_PATH | os.O_DIRECTORY)
+            try:
+                _mount("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+                covered = True
+                for name, kind in p.var_entries:
+                    target = f"/var/{name}"
+                    if kind.startswith("l:"):
+                        os.symlink(kind[2:], target)
+                        continue
+                    if kind == "d":
+                        os.mkdir(target)
+                    else:
+                        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+                    _mount(f"/proc/self/fd/{var}/{name}", target, None, MS_BIND | MS_REC, None)
+            finally:
+                os.close(var)
+            os.mkdir(LAMBDA_TASK_ROOT)
+        _mount(p.task_root, LAMBDA_TASK_ROOT, None, MS_BIND | MS_REC, None)
+        # the task root's mount is read-only already (it is among `readonly`): keep its flags
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags(LAMBDA_TASK_ROOT)
+        _mount(None, LAMBDA_TASK_ROOT, None, flags, None)
+    except OSError:
+        if covered:  # the machine's /var back as it was
+            with contextlib.suppress(OSError):
+                _umount("/var")
+        raise
 
 
 def _write_proc(path: str, text: str) -> None:

@@ -228,12 +228,20 @@ def test_tmp_is_private_sized_by_ephemeral_storage_and_the_code_is_read_only(
     task = tmp_path / "task"
     task.mkdir()
     (task / "res.py").write_text((FN / "res.py").read_text())
+    had_var_task = Path("/var/task").exists()
     fn = start("res.handler", 1024, task_root=task)
     try:
-        first = fn.invoke({"kind": "fs", "marker": "a"}).payload
+        real = str(task / "via-real-path")
+        first = fn.invoke({"kind": "fs", "marker": "a", "write_to": [real]}).payload
         assert isinstance(first, dict)
         assert first["tmpdir"] == "/tmp"
-        assert first["code"] == errno.EROFS
+        # the code at Lambda's path, read-only there and at its own path
+        assert first["task_root"] == first["cwd"] == "/var/task"
+        assert "res.py" in first["code_files"]
+        assert first["code"] == first[real] == errno.EROFS
+        # the machine's /var is still there around /var/task
+        assert {"lib", "log", "tmp", "task"} <= set(first["var"])
+        assert Path("/var/task").exists() == had_var_task, "the machine's /var is not touched"
         assert first["tmp_write"] == "ok"
         assert "marker-a" not in " ".join(p.name for p in Path("/tmp").iterdir())
         full = fn.invoke({"kind": "fs", "mb": 600}).payload
