@@ -500,7 +500,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--architecture", choices=tuple(PRICE_GB_S), default="x86_64")
     run.add_argument("--output", metavar="DIR", default=".", help="where tune.json/.html go")
-    p.add_argument("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 
@@ -545,8 +544,6 @@ def _rie_args(a: argparse.Namespace) -> list[str]:
     """rie's own arguments for the function (the memory size and sandbox are added per size);
     checked here, so that a bad one is a usage error rather than N failed starts."""
     command = list(a.command)
-    if command and command[0] == "--":
-        command = command[1:]
     args: list[str] = []
     if a.config:
         args += ["--config", a.config]
@@ -582,10 +579,16 @@ def _rie_args(a: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str]) -> int:
     p = build_parser()
+    # everything after `--` is the function's command, as for rie itself
+    command: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1 :]
     try:
         a = p.parse_args(argv)
     except SystemExit as exc:
         return EXIT_USAGE if exc.code else EXIT_OK
+    a.command = command
     try:
         if a.invocations < 1 or a.concurrency < 1:
             raise UsageError("--invocations and --concurrency must be at least 1")

@@ -195,3 +195,24 @@ def _render(page: Path, expect_points: int, choice: str) -> None:
         assert choice in driver.find_element(By.ID, "choice").text
     finally:
         driver.quit()
+
+
+def test_a_command_after_double_dash_and_a_function_of_a_config(tmp_path: Path) -> None:
+    sh = Path(__file__).resolve().parent / "fixtures" / "oom.sh"
+    out = tmp_path / "sh"
+    argv = [sys.executable, "-m", "rie", "tune", "--memory", "128", "--invocations", "1"]
+    proc = subprocess.run(
+        [*argv, "--output", str(out), "--", str(sh)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "tune.json").read_text())["results"][0]["errors"] == 0
+    (tmp_path / "rie.toml").write_text(
+        f'[functions.a]\nhandler = "res.handler"\ntask_root = "{FN}"\n'
+        f'[functions.b]\nhandler = "res.handler"\ntask_root = "{FN}"\n'
+    )
+    config = ["--config", str(tmp_path / "rie.toml"), "--output", str(tmp_path / "c")]
+    several = subprocess.run([*argv, *config], capture_output=True, text=True, timeout=60)
+    assert several.returncode == 2 and "name the one to tune" in several.stderr
+    one = subprocess.run([*argv, "b", *config], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    assert json.loads((tmp_path / "c" / "tune.json").read_text())["function"] == "b"
