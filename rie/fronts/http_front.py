@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from aiohttp import web
@@ -41,6 +41,7 @@ from rie.fronts.http_events import (
     split_prelude,
     with_cors,
 )
+from rie.fronts.server import Refusal, refusal_for
 from rie.http.aiohttp_server import body_truncated
 from rie.model.errors import SYNC_PAYLOAD_LIMIT, ServiceUnavailable, TooManyRequests
 from rie.model.invocation import Invocation, Request
@@ -144,8 +145,38 @@ class HttpFront:
     def build_app(self) -> web.Application:
         # limits are enforced while reading, before buffering; aiohttp's own is a backstop
         app = web.Application(client_max_size=API_GATEWAY_LIMIT + 1)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.handle, expect_handler=self._expect)
         return app
+
+    @property
+    def refusal(self) -> Refusal:
+        """How the front refuses a request below its handler (malformed, unroutable)."""
+        fmt = self._bound[0].format if self._bound else Format.HTTP_API
+        return refusal_for("Message" if fmt is Format.FUNCTION_URL else "message")
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: a body over the limit is refused at once, before the client
+        sends it (as the Invoke API does); any other expectation is unmet (417)."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return self.refusal(417, "Expectation Failed")
+        target = _target(request.raw_path)
+        found = None if target is None else self._route(request.method, target[0])
+        if found is not None:
+            bound = found[0]
+            declared = request.content_length
+            if declared is not None and declared > _limit(bound):
+                return self._refuse(Failure.TOO_LARGE, bound.format)
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer itself has not begun
+        return None
+
+    def _refuse(self, failure: Failure, fmt: Format | None = None) -> web.Response:
+        fmt = fmt or (self._bound[0].format if self._bound else Format.HTTP_API)
+        response = self._answer(fmt, failure_answer(fmt, failure))
+        # the body the client may still send is not read: the connection ends with the answer
+        response.force_close()
+        return response
 
     def _route(self, method: str, raw_path: str) -> _Found | None:
         """The target of a request: `/lambda-url/NAME/...` names one when there are several
@@ -179,13 +210,16 @@ class HttpFront:
         return lines
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw_path = request.raw_path.partition("?")[0]
+        target = _target(request.raw_path)
+        if target is None:
+            return self._refuse(Failure.BAD_REQUEST)
+        raw_path, raw_query = target
         peer = request.transport.get_extra_info("peername") if request.transport else None
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         head = HttpRequest(
             method=request.method,
             raw_path=raw_path,
-            raw_query=request.query_string,
+            raw_query=raw_query,
             headers=tuple(
                 (k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in request.raw_headers
             ),
@@ -213,9 +247,8 @@ class HttpFront:
                 head.header("access-control-request-headers"),
             )
             return self._answer(bound.format, preflight, counted_by=bound.target.metrics)
-        limit = SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
         try:
-            body = await _read_body(request, limit)
+            body = await _read_body(request, _limit(bound))
         except ConnectionResetError:
             # the client half-closed before sending all of its body: no one to invoke for
             return self._answer(bound.format, failure_answer(bound.format, Failure.BAD_REQUEST))
@@ -298,6 +331,10 @@ class HttpFront:
             return map_result(fmt, body)
         except MalformedResult as exc:
             log.warning("%s: malformed response for %s: %s", inv.request_id, fmt.value, exc)
+            return failure_answer(fmt, Failure.MALFORMED)
+        except Exception:
+            # a result no check foresaw is still the function's bad result: its front's 502
+            log.exception("%s: unmappable response for %s", inv.request_id, fmt.value)
             return failure_answer(fmt, Failure.MALFORMED)
 
     def _answer(
@@ -402,6 +439,24 @@ class HttpFront:
             return HttpAnswer(status, headers), rest
         content_type = inv.stream_content_type or "application/octet-stream"
         return HttpAnswer(200, (("Content-Type", content_type),)), data
+
+
+def _target(raw: str) -> tuple[str, str] | None:
+    """(path, query) of a request-target as sent, neither decoded; None if it names no path.
+
+    An absolute-form target (`GET http://host/p?q`, which a server must accept) gives its path
+    and query; `*` (OPTIONS) and an authority (CONNECT) name nothing a function serves."""
+    if not raw.startswith("/"):
+        if not raw.lower().startswith(("http://", "https://")):
+            return None
+        parts = urlsplit(raw)
+        return parts.path or "/", parts.query
+    path, _, query = raw.partition("?")
+    return path, query.partition("#")[0]
+
+
+def _limit(bound: _Bound) -> int:
+    return SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
 
 
 def _consume(run: asyncio.Future[None]) -> None:
