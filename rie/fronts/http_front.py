@@ -361,14 +361,28 @@ class HttpFront:
     async def _stream(
         self, request: web.Request, bound: _Bound, inv: Invocation, origin: str | None
     ) -> web.StreamResponse:
-        fmt = bound.format
-        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        inv.on_chunk = chunks.put_nowait
+        chunks = _Chunks(inv)
+        inv.on_chunk = chunks.put
         run = asyncio.ensure_future(
             bound.target.pool.invoke(inv, bound.target.config.queue_timeout_s)
         )
         self._keep(run)
-        run.add_done_callback(lambda _: chunks.put_nowait(None))
+        run.add_done_callback(lambda _: chunks.end())
+        try:
+            return await self._relay(request, bound, inv, origin, run, chunks)
+        finally:
+            chunks.close()  # whatever happened, the runtime's stream is not held any more
+
+    async def _relay(
+        self,
+        request: web.Request,
+        bound: _Bound,
+        inv: Invocation,
+        origin: str | None,
+        run: asyncio.Future[None],
+        chunks: _Chunks,
+    ) -> web.StreamResponse:
+        fmt = bound.format
         response: web.StreamResponse | None = None
         pending = b""
         try:
@@ -377,6 +391,8 @@ class HttpFront:
                     pending += chunk
                     head = self._stream_head(inv, pending)
                     if head is None:
+                        if len(pending) > PRELUDE_LIMIT:
+                            raise MalformedResult("the prelude never ends")
                         continue  # the prelude is not complete yet
                     answer, pending = head
                     answer = with_cors(answer, bound.cors, origin)
@@ -394,7 +410,7 @@ class HttpFront:
             inv.on_chunk = _drop
             return self._answer(fmt, failure_answer(fmt, Failure.MALFORMED), bound, origin)
         except ConnectionResetError:
-            inv.on_chunk = _drop  # the client hung up: the function still runs to its end
+            chunks.close()  # the client hung up: the function still runs to its end
             await asyncio.shield(run)
             return response or web.Response(status=499)
         await asyncio.wait({run})
@@ -457,6 +473,60 @@ def _target(raw: str) -> tuple[str, str] | None:
 
 def _limit(bound: _Bound) -> int:
     return SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
+
+
+# a streamed answer's chunks waiting for its client: past the high mark the runtime's stream is
+# held (its socket is not read), under the low mark it goes on
+STREAM_HIGH_WATER = 1024 * 1024
+STREAM_LOW_WATER = 256 * 1024
+# a streamed http-integration-response's JSON prelude (status, headers, cookies) is small: one
+# that has not ended within this many bytes is not one
+PRELUDE_LIMIT = 1024 * 1024
+
+
+class _Chunks:
+    """The chunks of one streamed answer on their way to its client, bounded in bytes."""
+
+    __slots__ = ("_ever_held", "_held", "_inv", "_queue", "_size")
+
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._size = 0
+        self._held = False
+        self._ever_held = False
+
+    def put(self, chunk: bytes) -> None:
+        self._queue.put_nowait(chunk)
+        self._size += len(chunk)
+        if not self._held and self._size > STREAM_HIGH_WATER:
+            self._held = True
+            if not self._ever_held:
+                self._ever_held = True
+                log.debug("%s: the client is behind: the stream waits", self._inv.request_id)
+            self._inv.hold_stream(True)
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def get(self) -> bytes | None:
+        chunk = await self._queue.get()
+        if chunk is not None:
+            self._size -= len(chunk)
+            if self._held and self._size <= STREAM_LOW_WATER:
+                self._held = False
+                self._inv.hold_stream(False)
+        return chunk
+
+    def close(self) -> None:
+        """No one reads any more: what is queued goes, and the stream is let go."""
+        self._inv.on_chunk = _drop
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._size = 0
+        if self._held:
+            self._held = False
+            self._inv.hold_stream(False)
 
 
 def _consume(run: asyncio.Future[None]) -> None:
