@@ -204,3 +204,13 @@ def test_an_absolute_form_target_gives_its_path(dump_front: Front) -> None:
         assert event["queryStringParameters"] == {"a": "%41"}
     else:
         assert (event["rawPath"], event["rawQueryString"]) == ("/m/echo", "a=%2541")
+
+
+def test_a_head_never_completed_is_408_in_the_fronts_shape() -> None:
+    with front("--http-format", "http-api", "--request-head-timeout", "1") as r:
+        f = Front(r)
+        with Conn(f.url) as conn:
+            conn.send(b"GET / HTTP/1.1\r\nHo")
+            ans = conn.read()
+    assert (ans.status, json.loads(ans.body)) == (408, {"message": "Request Timeout"})
+    assert ans.header("x-amzn-errortype") is None
