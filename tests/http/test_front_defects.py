@@ -214,3 +214,50 @@ def test_a_head_never_completed_is_408_in_the_fronts_shape() -> None:
             ans = conn.read()
     assert (ans.status, json.loads(ans.body)) == (408, {"message": "Request Timeout"})
     assert ans.header("x-amzn-errortype") is None
+
+
+# --- item 2, streamed: the prelude says nothing about framing either ----------------------------
+
+
+@pytest.fixture(scope="module")
+def stream_front() -> Iterator[Front]:
+    with rie(
+        "--http", "127.0.0.1:0", "--http-invoke-mode", "RESPONSE_STREAM",
+        "--", PY, str(FIX / "raw_stream.py"),
+    ) as r:  # fmt: skip
+        yield Front(r)
+
+
+def streamed(conn: Conn, prelude: dict[str, object], body: bytes) -> Answer:
+    sent = json.dumps(prelude).encode() + b"\0" * 8 + body
+    conn.send(request("POST", "/s", sent, {"Content-Type": "application/octet-stream"}))
+    return conn.read()
+
+
+def test_a_streamed_prelude_cannot_set_framing(stream_front: Front) -> None:
+    with Conn(stream_front.url) as conn:
+        headers = {"content-length": "2", "transfer-encoding": "identity", "x-ok": "1"}
+        ans = streamed(conn, {"statusCode": 201, "headers": headers}, b"hello world")
+        assert (ans.status, ans.body) == (201, b"hello world")
+        assert ans.header("transfer-encoding") == "chunked"  # the front's own framing
+        assert (ans.header("content-length"), ans.header("x-ok")) == (None, "1")
+        ans = streamed(conn, {"statusCode": 200}, b"next")
+        assert (ans.status, ans.body) == (200, b"next")
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        {"statusCode": 101},
+        {"statusCode": 200, "headers": {"bad name": "x"}},
+        {"statusCode": 200, "headers": {"x-a": "1\r\nX-Injected: yes"}},
+        {"statusCode": 200, "cookies": ["a=1\nX-Injected: yes"]},
+    ],
+)
+def test_a_streamed_prelude_that_cannot_be_sent_is_502(
+    stream_front: Front, prelude: dict[str, object]
+) -> None:
+    with Conn(stream_front.url) as conn:
+        ans = streamed(conn, prelude, b"body")
+        bad_gateway("function-url", ans)
+        assert b"X-Injected" not in ans.raw_head
