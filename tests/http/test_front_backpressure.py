@@ -29,13 +29,14 @@ def _kb(pid: int, field: str) -> int:
 def _wait_lines(r: RieProcess, pattern: str, start: int) -> list[str]:
     """The first CLIENTS lines from `start` matching `pattern`, once printed."""
     rx = re.compile(pattern)
-    with r._cond:
-        while True:
-            found = [line for line in r.lines[start:] if rx.search(line)]
-            if len(found) >= CLIENTS:
-                return found[:CLIENTS]
-            assert "<EOF>" not in r.lines[-1:], "\n".join(r.lines)
-            assert r._cond.wait(120), "\n".join(r.lines)
+    found: list[str] = []
+    while len(found) < CLIENTS:
+        r.wait_for(rx, 120, start)
+        lines = r.lines
+        start = next(i for i in range(start, len(lines)) if rx.search(lines[i]))
+        found.append(lines[start])
+        start += 1
+    return found
 
 
 def _drain(sock: socket.socket) -> int:
