@@ -1,0 +1,380 @@
+"""The dashboard's record of platform events: the last invocations (with their logs, events and
+answers) and per-second series for charts, filled only while someone is watching.
+
+There is no second bookkeeping: the environment already tells its function's `Metrics` of every
+REPORT and the pool of every throttle. While at least one page listens, `Feed.attach` hangs a
+`Recorder` on each function's `Metrics` (its `feed` attribute); when the last page leaves,
+`Feed.detach` takes them off. With no page open, a REPORT costs one attribute test and nothing else.
+
+Bounds (documented in docs/dashboard.md):
+- a ring of the last `MAX_RECORDS` invocations (throttles included);
+- each one's event and answer kept up to `BODY_LIMIT` bytes, its log up to `LOG_LIMIT` (the last
+  part, as the environment's tail keeps it), saying when they were cut;
+- `BYTES_BUDGET` bytes of events, answers and logs over the whole ring: past it, the oldest
+  records lose their bodies (their row stays);
+- per second, for the last `WINDOW_S` seconds, per function and for all: Invocations, Errors,
+  Throttles, ConcurrentExecutions (the highest sampled), cold starts and Duration p50/p99 (from at
+  most `DURATION_SAMPLES` durations a second).
+
+Pure logic: the clock is injectable, nothing here does I/O or touches the event loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rie.model.invocation import Invocation, State
+from rie.observe.logs import billed_ms
+
+MAX_RECORDS = 10_000
+BODY_LIMIT = 256 * 1024
+LOG_LIMIT = 64 * 1024
+BYTES_BUDGET = 64 * 1024 * 1024
+WINDOW_S = 900  # CloudWatch's "last 15 minutes"
+DURATION_SAMPLES = 4096
+
+ALL = "*"  # the series of every function together
+
+_STATUS = {
+    State.RESPONDED: "success",
+    State.ERRORED: "error",
+    State.TIMED_OUT: "timeout",
+    State.FAILED: "failed",
+}
+
+
+class Watched(Protocol):
+    """What the feed hangs its recorder on: a function's `Metrics`."""
+
+    feed: Recorder | None
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    """One invocation as the dashboard lists it (or one throttled request)."""
+
+    seq: int
+    at: float  # epoch seconds, when it ended (or was refused)
+    function: str
+    request_id: str
+    kind: str  # RequestResponse or Event
+    status: str  # success, error, timeout, failed, throttled
+    duration_ms: float | None = None
+    billed_ms: int | None = None
+    max_memory_mb: int | None = None
+    init_ms: float | None = None
+    error_type: str | None = None
+    env_id: int | None = None
+    event: bytes | None = None
+    event_size: int = 0
+    answer: bytes | None = None
+    answer_size: int = 0
+    log: bytes | None = None
+    log_cut: bool = False
+    kept: int = 0  # bytes of event, answer and log held (0 once dropped)
+
+    def row(self) -> list[Any]:
+        """The table's row: compact, its order is the page's (rie/fronts/dashboard/static)."""
+        return [
+            self.seq,
+            round(self.at, 3),
+            self.function,
+            self.request_id,
+            self.kind,
+            self.status,
+            None if self.duration_ms is None else round(self.duration_ms, 2),
+            self.billed_ms,
+            self.max_memory_mb,
+            None if self.init_ms is None else round(self.init_ms, 2),
+            self.error_type,
+            self.env_id,
+        ]
+
+    def detail(self) -> dict[str, Any]:
+        """The row with its log, event and answer (as text; each says if it was cut)."""
+
+        def text(data: bytes | None) -> str | None:
+            return None if data is None else data.decode("utf-8", "replace")
+
+        return {
+            "row": self.row(),
+            "log": text(self.log),
+            "logCut": self.log_cut,
+            "event": text(self.event),
+            "eventSize": self.event_size,
+            "eventCut": self.event is not None and len(self.event) < self.event_size,
+            "answer": text(self.answer),
+            "answerSize": self.answer_size,
+            "answerCut": self.answer is not None and len(self.answer) < self.answer_size,
+            "dropped": self.kept == 0 and self.status != "throttled",
+        }
+
+
+@dataclass(slots=True)
+class _Second:
+    second: int
+    invocations: int = 0
+    errors: int = 0
+    throttles: int = 0
+    cold_starts: int = 0
+    concurrency: int = 0
+    durations: list[float] = field(default_factory=list)
+
+    def point(self) -> list[Any]:
+        p50 = p99 = None
+        if self.durations:
+            ordered = sorted(self.durations)
+            p50 = round(_rank(ordered, 0.5), 2)
+            p99 = round(_rank(ordered, 0.99), 2)
+        return [
+            self.second,
+            self.invocations,
+            self.errors,
+            self.throttles,
+            self.concurrency,
+            self.cold_starts,
+            p50,
+            p99,
+        ]
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+class Series:
+    """One function's (or all's) per-second figures over the last WINDOW_S seconds."""
+
+    __slots__ = ("_dirty", "_slots")
+
+    def __init__(self) -> None:
+        self._slots: list[_Second | None] = [None] * WINDOW_S
+        self._dirty: set[int] = set()
+
+    def bucket(self, second: int) -> _Second:
+        index = second % WINDOW_S
+        slot = self._slots[index]
+        if slot is None or slot.second != second:
+            slot = self._slots[index] = _Second(second)
+        self._dirty.add(second)
+        return slot
+
+    def points(self, now_s: int) -> list[list[Any]]:
+        """Every second of the window that saw anything, oldest first."""
+        first = now_s - WINDOW_S
+        return [
+            slot.point()
+            for slot in sorted(
+                (s for s in self._slots if s is not None and s.second > first),
+                key=lambda s: s.second,
+            )
+        ]
+
+    def changed(self, now_s: int) -> list[list[Any]]:
+        """The seconds changed since the last call (for a push)."""
+        dirty, self._dirty = self._dirty, set()
+        out = []
+        for second in sorted(dirty):
+            slot = self._slots[second % WINDOW_S]
+            if slot is not None and slot.second == second and second > now_s - WINDOW_S:
+                out.append(slot.point())
+        return out
+
+
+class Recorder:
+    """Hung on one function's `Metrics` while the feed is attached: the calls the environment and
+    the pool make into it are the platform's events of that function."""
+
+    __slots__ = ("_feed", "_series", "name")
+
+    def __init__(self, feed: Feed, name: str) -> None:
+        self._feed = feed
+        self.name = name
+        self._series = feed.series_of(name)
+
+    def reported(
+        self,
+        inv: Invocation,
+        env_id: int,
+        duration_ms: float,
+        max_memory_mb: int,
+        error_type: str | None,
+        log: bytes,
+        log_cut: bool,
+    ) -> None:
+        """An invocation's REPORT: what it printed, as Lambda reports it."""
+        feed = self._feed
+        status = _STATUS.get(inv.state, "failed")
+        outcome = inv.outcome
+        answer = outcome.body if outcome is not None else b""
+        event = inv.request.payload
+        record = Record(
+            feed.next_seq(),
+            feed.clock(),
+            self.name,
+            inv.request_id,
+            inv.request.invocation_type,
+            status,
+            duration_ms,
+            billed_ms(duration_ms),
+            max_memory_mb,
+            inv.init_duration_ms,
+            error_type,
+            env_id,
+            event[:BODY_LIMIT],
+            len(event),
+            answer[:BODY_LIMIT],
+            len(answer),
+            log,
+            log_cut,
+        )
+        feed.add(record)
+        second = int(record.at)
+        for series in (self._series, feed.all_series):
+            bucket = series.bucket(second)
+            bucket.invocations += 1
+            if status != "success":
+                bucket.errors += 1
+            if inv.init_duration_ms is not None:
+                bucket.cold_starts += 1
+            if len(bucket.durations) < DURATION_SAMPLES:
+                bucket.durations.append(duration_ms)
+
+    def throttled(self, inv: Invocation) -> None:
+        """A request refused with 429 at the concurrency limit."""
+        feed = self._feed
+        event = inv.request.payload
+        record = Record(
+            feed.next_seq(),
+            feed.clock(),
+            self.name,
+            inv.request_id,
+            inv.request.invocation_type,
+            "throttled",
+            error_type="TooManyRequestsException",
+            event=event[:BODY_LIMIT],
+            event_size=len(event),
+        )
+        feed.add(record)
+        second = int(record.at)
+        for series in (self._series, feed.all_series):
+            series.bucket(second).throttles += 1
+
+
+class Feed:
+    """The ring, the series and the list of what is new since the last push."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        max_records: int = MAX_RECORDS,
+        bytes_budget: int = BYTES_BUDGET,
+    ) -> None:
+        self.clock = clock
+        self._max = max_records
+        self._budget = bytes_budget
+        self._ring: collections.deque[Record] = collections.deque()
+        self._by_seq: dict[int, Record] = {}
+        self._heavy: collections.deque[Record] = collections.deque()  # records holding bytes
+        self.kept_bytes = 0
+        self._seq = 0
+        self._new: list[Record] = []
+        self._series: dict[str, Series] = {}
+        self.all_series = self.series_of(ALL)
+        self._attached: list[Watched] = []
+
+    # --- subscription ---------------------------------------------------------------------
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._attached)
+
+    def attach(self, functions: Iterable[tuple[str, Watched]]) -> None:
+        """Start recording (the first page opened)."""
+        if self._attached:
+            return
+        for name, metrics in functions:
+            metrics.feed = Recorder(self, name)
+            self._attached.append(metrics)
+
+    def detach(self) -> None:
+        """Stop recording (the last page closed): the functions' events cost nothing again."""
+        for metrics in self._attached:
+            metrics.feed = None
+        self._attached.clear()
+
+    # --- recording ------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def series_of(self, name: str) -> Series:
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = Series()
+        return series
+
+    def add(self, record: Record) -> None:
+        if len(self._ring) >= self._max:
+            old = self._ring.popleft()
+            del self._by_seq[old.seq]
+            self._drop(old)
+        self._ring.append(record)
+        self._by_seq[record.seq] = record
+        self._new.append(record)
+        kept = len(record.event or b"") + len(record.answer or b"") + len(record.log or b"")
+        if kept:
+            record.kept = kept
+            self.kept_bytes += kept
+            self._heavy.append(record)
+            while self.kept_bytes > self._budget and self._heavy:
+                self._drop(self._heavy.popleft())
+
+    def _drop(self, record: Record) -> None:
+        """Let go of a record's bodies (its row stays while it is in the ring)."""
+        if record.kept:
+            self.kept_bytes -= record.kept
+            record.kept = 0
+            record.event = record.answer = record.log = None
+
+    def concurrency(self, name: str, running: int, now: float | None = None) -> None:
+        """A sample of a function's concurrent executions (the series keeps each second's highest)."""
+        bucket = self.series_of(name).bucket(int(self.clock() if now is None else now))
+        bucket.concurrency = max(bucket.concurrency, running)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self._ring)
+
+    def get(self, seq: int) -> Record | None:
+        return self._by_seq.get(seq)
+
+    def take_new(self) -> list[Record]:
+        """What was recorded since the last call (oldest first)."""
+        new, self._new = self._new, []
+        return new
+
+    def points(self, now: float | None = None) -> dict[str, list[list[Any]]]:
+        """Every series over the whole window (for a page that just opened)."""
+        now_s = int(self.clock() if now is None else now)
+        return {name: series.points(now_s) for name, series in self._series.items()}
+
+    def changed_points(self, now: float | None = None) -> dict[str, list[list[Any]]]:
+        """The seconds of each series changed since the last call (for a push)."""
+        now_s = int(self.clock() if now is None else now)
+        out = {}
+        for name, series in self._series.items():
+            changed = series.changed(now_s)
+            if changed:
+                out[name] = changed
+        return out
