@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from rie.model.invocation import Invocation, State
 from rie.observe.logs import billed_ms
 
@@ -212,6 +214,8 @@ class Recorder:
         status = _STATUS.get(inv.state, "failed")
         outcome = inv.outcome
         answer = outcome.body if outcome is not None else b""
+        if status == "error":
+            error_type = _error_type(answer) or error_type
         event = inv.request.payload
         record = Record(
             feed.next_seq(),
@@ -264,6 +268,19 @@ class Recorder:
         second = int(record.at)
         for series in (self._series, feed.all_series):
             series.bucket(second).throttles += 1
+
+
+def _error_type(body: bytes) -> str | None:
+    """A function error's own type, from its answer (`{"errorType": ...}`): the runtime's header
+    may say only `Runtime.Unknown` or `Unhandled`."""
+    if len(body) > BODY_LIMIT or not body.startswith(b"{"):
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    value = doc.get("errorType") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 class Feed:

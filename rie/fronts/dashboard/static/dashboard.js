@@ -63,7 +63,7 @@ function renderFunctions() {
       ["runtime", fn.runtime || "—"],
       ["memory", `${fn.memory} MB`],
       ["timeout", `${fn.timeout} s`],
-      ["concurrency", `${fn.maxConcurrency} environments × ${fn.perEnvironmentConcurrency}`],
+      ["concurrency", `${fn.maxConcurrency} environment${fn.maxConcurrency === 1 ? "" : "s"} × ${fn.perEnvironmentConcurrency}`],
       ["provisioned", fn.provisioned],
       ["sandbox", fn.sandbox],
       ["routes", fn.routes.length ? fn.routes.join(", ") : "—"],
@@ -85,23 +85,37 @@ function renderFunctions() {
 }
 
 function renderEnvironments() {
+  // chips are updated in place (a chip per environment, kept while it lives)
   for (const fn of state.functions) {
     const box = document.querySelector(`.envs[data-function="${CSS.escape(fn.name)}"]`);
     if (!box) continue;
     const envs = state.environments[fn.name] || [];
-    box.replaceChildren();
-    if (!envs.length) box.append(el("span", { class: "none" }, "no environment yet (cold)"));
+    const existing = new Map([...box.querySelectorAll(".env")].map((chip) => [chip.dataset.env, chip]));
+    const wanted = [];
     for (const env of envs) {
-      box.append(
-        el(
-          "span",
-          { class: "env", "data-env": `${fn.name}:${env.id}`, "data-state": env.state, title: `${env.inits} init(s)${env.provisioned ? ", provisioned" : ""}` },
-          `env ${env.id} · `,
-          el("b", { class: "env-state" }, env.state),
-          ` · ${env.invocations} invocation${env.invocations === 1 ? "" : "s"}`,
-        ),
-      );
+      const key = `${fn.name}:${env.id}`;
+      let chip = existing.get(key);
+      if (!chip) {
+        chip = el("span", { class: "env", "data-env": key }, `env ${env.id} · `, el("b", { class: "env-state" }), el("span", { class: "env-count" }));
+      }
+      existing.delete(key);
+      if (chip.dataset.state !== env.state) {
+        chip.dataset.state = env.state;
+        chip.querySelector(".env-state").textContent = env.state;
+      }
+      const count = ` · ${env.invocations} invocation${env.invocations === 1 ? "" : "s"}`;
+      const counter = chip.querySelector(".env-count");
+      if (counter.textContent !== count) counter.textContent = count;
+      chip.title = `${env.inits} init(s)${env.provisioned ? ", provisioned" : ""}`;
+      wanted.push(chip);
     }
+    for (const chip of existing.values()) chip.remove();
+    const none = box.querySelector(".none");
+    if (!envs.length && !none) box.append(el("span", { class: "none" }, "no environment yet (cold)"));
+    if (envs.length && none) none.remove();
+    wanted.forEach((chip, i) => {
+      if (box.children[i] !== chip) box.insertBefore(chip, box.children[i] || null);
+    });
     const totals = state.totals[fn.name];
     const count = document.querySelector(`.fn-count[data-function="${CSS.escape(fn.name)}"]`);
     if (count && totals) count.textContent = `${totals.invocations} invocations`;
