@@ -25,7 +25,6 @@ import collections
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
@@ -56,46 +55,51 @@ class Watched(Protocol):
     feed: Recorder | None
 
 
-@dataclass(slots=True, eq=False)
 class Record:
-    """One invocation as the dashboard lists it (or one throttled request)."""
+    """One invocation as the dashboard lists it (or one throttled request).
 
-    seq: int
-    at: float  # epoch seconds, when it ended (or was refused)
-    function: str
-    request_id: str
-    kind: str  # RequestResponse or Event
-    status: str  # success, error, timeout, failed, throttled
-    duration_ms: float | None = None
-    billed_ms: int | None = None
-    max_memory_mb: int | None = None
-    init_ms: float | None = None
-    error_type: str | None = None
-    env_id: int | None = None
-    event: bytes | None = None
-    event_size: int = 0
-    answer: bytes | None = None
-    answer_size: int = 0
-    log: bytes | None = None
-    log_cut: bool = False
-    kept: int = 0  # bytes of event, answer and log held (0 once dropped)
+    `row` is the table's row, built once when it is recorded, in the order the page reads it
+    (rie/fronts/dashboard/static/dashboard.js): seq, time (epoch s), function, request id, type,
+    status (success, error, timeout, failed, throttled), duration ms, billed ms, max memory MB,
+    init duration ms (cold starts only), error type, environment id."""
 
-    def row(self) -> list[Any]:
-        """The table's row: compact, its order is the page's (rie/fronts/dashboard/static)."""
-        return [
-            self.seq,
-            round(self.at, 3),
-            self.function,
-            self.request_id,
-            self.kind,
-            self.status,
-            None if self.duration_ms is None else round(self.duration_ms, 2),
-            self.billed_ms,
-            self.max_memory_mb,
-            None if self.init_ms is None else round(self.init_ms, 2),
-            self.error_type,
-            self.env_id,
-        ]
+    __slots__ = ("answer", "answer_size", "event", "event_size", "kept", "log", "log_cut", "row")
+
+    def __init__(
+        self,
+        row: list[Any],
+        event: bytes | None,
+        event_size: int,
+        answer: bytes | None = None,
+        answer_size: int = 0,
+        log: bytes | None = None,
+        log_cut: bool = False,
+    ) -> None:
+        self.row = row
+        self.event = event
+        self.event_size = event_size
+        self.answer = answer
+        self.answer_size = answer_size
+        self.log = log
+        self.log_cut = log_cut
+        self.kept = 0  # bytes of event, answer and log held (0 once dropped)
+
+    @property
+    def seq(self) -> int:
+        return int(self.row[0])
+
+    @property
+    def request_id(self) -> str:
+        return str(self.row[3])
+
+    @property
+    def status(self) -> str:
+        return str(self.row[5])
+
+    @property
+    def error_type(self) -> str | None:
+        value = self.row[10]
+        return None if value is None else str(value)
 
     def detail(self) -> dict[str, Any]:
         """The row with its log, event and answer (as text; each says if it was cut)."""
@@ -104,7 +108,7 @@ class Record:
             return None if data is None else data.decode("utf-8", "replace")
 
         return {
-            "row": self.row(),
+            "row": self.row,
             "log": text(self.log),
             "logCut": self.log_cut,
             "event": text(self.event),
@@ -117,17 +121,29 @@ class Record:
         }
 
 
-@dataclass(slots=True)
 class _Second:
-    second: int
-    invocations: int = 0
-    errors: int = 0
-    throttles: int = 0
-    cold_starts: int = 0
-    concurrency: int = 0
-    durations: list[float] = field(default_factory=list)
+    __slots__ = (
+        "cold_starts",
+        "concurrency",
+        "durations",
+        "errors",
+        "invocations",
+        "second",
+        "throttles",
+    )
+
+    def __init__(self, second: int) -> None:
+        self.second = second
+        self.invocations = 0
+        self.errors = 0
+        self.throttles = 0
+        self.cold_starts = 0
+        self.concurrency = 0
+        self.durations: list[float] = []
 
     def point(self) -> list[Any]:
+        """[second, Invocations, Errors, Throttles, ConcurrentExecutions, cold starts, Duration
+        p50, Duration p99] (the page's order)."""
         p50 = p99 = None
         if self.durations:
             ordered = sorted(self.durations)
@@ -144,48 +160,57 @@ class _Second:
             p99,
         ]
 
+    def add(self, other: _Second) -> None:
+        self.invocations += other.invocations
+        self.errors += other.errors
+        self.throttles += other.throttles
+        self.cold_starts += other.cold_starts
+        self.durations += other.durations[: DURATION_SAMPLES - len(self.durations)]
+
 
 def _rank(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 class Series:
-    """One function's (or all's) per-second figures over the last WINDOW_S seconds."""
+    """One function's per-second figures over the last WINDOW_S seconds."""
 
-    __slots__ = ("_dirty", "_slots")
+    __slots__ = ("_dirty", "_slots", "latest")
 
     def __init__(self) -> None:
         self._slots: list[_Second | None] = [None] * WINDOW_S
         self._dirty: set[int] = set()
+        self.latest: _Second | None = None  # the second being counted (the recorder's shortcut)
 
     def bucket(self, second: int) -> _Second:
+        latest = self.latest
+        if latest is not None and latest.second == second:
+            return latest
         index = second % WINDOW_S
         slot = self._slots[index]
         if slot is None or slot.second != second:
             slot = self._slots[index] = _Second(second)
         self._dirty.add(second)
+        if latest is None or second >= latest.second:
+            self.latest = slot
         return slot
 
-    def points(self, now_s: int) -> list[list[Any]]:
+    def at(self, second: int) -> _Second | None:
+        slot = self._slots[second % WINDOW_S]
+        return slot if slot is not None and slot.second == second else None
+
+    def seconds(self, now_s: int) -> list[int]:
         """Every second of the window that saw anything, oldest first."""
         first = now_s - WINDOW_S
-        return [
-            slot.point()
-            for slot in sorted(
-                (s for s in self._slots if s is not None and s.second > first),
-                key=lambda s: s.second,
-            )
-        ]
+        return sorted(s.second for s in self._slots if s is not None and s.second > first)
 
-    def changed(self, now_s: int) -> list[list[Any]]:
-        """The seconds changed since the last call (for a push)."""
+    def take_changed(self, now_s: int) -> set[int]:
+        """The seconds changed since the last call: those a new bucket was made for, and always
+        the latest one (it is counted into without being marked again)."""
         dirty, self._dirty = self._dirty, set()
-        out = []
-        for second in sorted(dirty):
-            slot = self._slots[second % WINDOW_S]
-            if slot is not None and slot.second == second and second > now_s - WINDOW_S:
-                out.append(slot.point())
-        return out
+        if self.latest is not None:
+            dirty.add(self.latest.second)
+        return {second for second in dirty if second > now_s - WINDOW_S}
 
 
 class Recorder:
@@ -216,58 +241,67 @@ class Recorder:
         answer = outcome.body if outcome is not None else b""
         if status == "error":
             error_type = _error_type(answer) or error_type
-        event = inv.request.payload
-        record = Record(
-            feed.next_seq(),
-            feed.clock(),
+        request = inv.request
+        event = request.payload
+        at = feed.clock()
+        init_ms = inv.init_duration_ms
+        feed._seq += 1
+        row = [
+            feed._seq,
+            at,
             self.name,
             inv.request_id,
-            inv.request.invocation_type,
+            request.invocation_type,
             status,
             duration_ms,
             billed_ms(duration_ms),
             max_memory_mb,
-            inv.init_duration_ms,
+            init_ms,
             error_type,
             env_id,
-            event[:BODY_LIMIT],
-            len(event),
-            answer[:BODY_LIMIT],
-            len(answer),
-            log,
-            log_cut,
+        ]
+        feed.add(
+            Record(
+                row,
+                event[:BODY_LIMIT],
+                len(event),
+                answer[:BODY_LIMIT],
+                len(answer),
+                log,
+                log_cut,
+            )
         )
-        feed.add(record)
-        second = int(record.at)
-        for series in (self._series, feed.all_series):
-            bucket = series.bucket(second)
-            bucket.invocations += 1
-            if status != "success":
-                bucket.errors += 1
-            if inv.init_duration_ms is not None:
-                bucket.cold_starts += 1
-            if len(bucket.durations) < DURATION_SAMPLES:
-                bucket.durations.append(duration_ms)
+        bucket = self._series.bucket(int(at))
+        bucket.invocations += 1
+        if status != "success":
+            bucket.errors += 1
+        if init_ms is not None:
+            bucket.cold_starts += 1
+        if len(bucket.durations) < DURATION_SAMPLES:
+            bucket.durations.append(duration_ms)
 
     def throttled(self, inv: Invocation) -> None:
         """A request refused with 429 at the concurrency limit."""
         feed = self._feed
         event = inv.request.payload
-        record = Record(
-            feed.next_seq(),
-            feed.clock(),
+        at = feed.clock()
+        feed._seq += 1
+        row = [
+            feed._seq,
+            at,
             self.name,
             inv.request_id,
             inv.request.invocation_type,
             "throttled",
-            error_type="TooManyRequestsException",
-            event=event[:BODY_LIMIT],
-            event_size=len(event),
-        )
-        feed.add(record)
-        second = int(record.at)
-        for series in (self._series, feed.all_series):
-            series.bucket(second).throttles += 1
+            None,
+            None,
+            None,
+            None,
+            "TooManyRequestsException",
+            None,
+        ]
+        feed.add(Record(row, event[:BODY_LIMIT], len(event)))
+        self._series.bucket(int(at)).throttles += 1
 
 
 def _error_type(body: bytes) -> str | None:
@@ -301,8 +335,10 @@ class Feed:
         self.kept_bytes = 0
         self._seq = 0
         self._new: list[Record] = []
-        self._series: dict[str, Series] = {}
-        self.all_series = self.series_of(ALL)
+        self._series: dict[str, Series] = {}  # per function
+        # every function together: its counts are the functions' summed when read (nothing is
+        # counted twice per invocation); only its concurrency is sampled on its own
+        self._all = Series()
         self._attached: list[Watched] = []
 
     # --- subscription ---------------------------------------------------------------------
@@ -327,10 +363,6 @@ class Feed:
 
     # --- recording ------------------------------------------------------------------------
 
-    def next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
     def series_of(self, name: str) -> Series:
         series = self._series.get(name)
         if series is None:
@@ -338,12 +370,13 @@ class Feed:
         return series
 
     def add(self, record: Record) -> None:
-        if len(self._ring) >= self._max:
-            old = self._ring.popleft()
-            del self._by_seq[old.seq]
+        ring = self._ring
+        if len(ring) >= self._max:
+            old = ring.popleft()
+            del self._by_seq[old.row[0]]
             self._drop(old)
-        self._ring.append(record)
-        self._by_seq[record.seq] = record
+        ring.append(record)
+        self._by_seq[record.row[0]] = record
         self._new.append(record)
         kept = len(record.event or b"") + len(record.answer or b"") + len(record.log or b"")
         if kept:
@@ -361,8 +394,10 @@ class Feed:
             record.event = record.answer = record.log = None
 
     def concurrency(self, name: str, running: int, now: float | None = None) -> None:
-        """A sample of a function's concurrent executions (the series keeps each second's highest)."""
-        bucket = self.series_of(name).bucket(int(self.clock() if now is None else now))
+        """A sample of a function's (or, with ALL, every function's) concurrent executions: the
+        series keeps each second's highest."""
+        series = self._all if name == ALL else self.series_of(name)
+        bucket = series.bucket(int(self.clock() if now is None else now))
         bucket.concurrency = max(bucket.concurrency, running)
 
     # --- reading --------------------------------------------------------------------------
@@ -381,17 +416,43 @@ class Feed:
         new, self._new = self._new, []
         return new
 
+    def _all_point(self, second: int) -> list[Any]:
+        total = _Second(second)
+        for series in self._series.values():
+            bucket = series.at(second)
+            if bucket is not None:
+                total.add(bucket)
+        sampled = self._all.at(second)
+        if sampled is not None:
+            total.concurrency = sampled.concurrency
+        return total.point()
+
+    def _collect(
+        self, seconds: dict[str, list[int]], all_seconds: list[int]
+    ) -> dict[str, list[list[Any]]]:
+        """The points of these seconds of each function, and of all of them (the union)."""
+        out: dict[str, list[list[Any]]] = {}
+        every = set(all_seconds)
+        for name, wanted in seconds.items():
+            series = self._series[name]
+            points = [b.point() for b in map(series.at, wanted) if b is not None]
+            every.update(wanted)
+            if points:
+                out[name] = points
+        if every:
+            out[ALL] = [self._all_point(second) for second in sorted(every)]
+        return out
+
     def points(self, now: float | None = None) -> dict[str, list[list[Any]]]:
         """Every series over the whole window (for a page that just opened)."""
         now_s = int(self.clock() if now is None else now)
-        return {name: series.points(now_s) for name, series in self._series.items()}
+        seconds = {name: series.seconds(now_s) for name, series in self._series.items()}
+        return self._collect(seconds, self._all.seconds(now_s))
 
     def changed_points(self, now: float | None = None) -> dict[str, list[list[Any]]]:
         """The seconds of each series changed since the last call (for a push)."""
         now_s = int(self.clock() if now is None else now)
-        out = {}
-        for name, series in self._series.items():
-            changed = series.changed(now_s)
-            if changed:
-                out[name] = changed
-        return out
+        seconds = {
+            name: sorted(series.take_changed(now_s)) for name, series in self._series.items()
+        }
+        return self._collect(seconds, sorted(self._all.take_changed(now_s)))

@@ -58,7 +58,7 @@ def test_a_record_has_the_table_row_and_its_log_event_and_answer() -> None:
         _inv("rid-1", b'{"x":1}', cold=True), 3, 10.5, 42, None, b"START\nhi\nREPORT\n", False
     )
     (record,) = feed
-    assert record.row() == [
+    assert record.row == [
         1, 1_000_000.25, "orders", "rid-1", "RequestResponse", "success",
         10.5, 11, 42, 123.0, None, 3,
     ]  # fmt: skip
@@ -98,11 +98,33 @@ def test_pushes_get_only_what_changed() -> None:
     assert metrics.feed is not None
     metrics.feed.reported(_inv("a"), 1, 1.0, 1, None, b"", False)
     assert [r.request_id for r in feed.take_new()] == ["a"]
-    assert set(feed.changed_points()) == {"fn", ALL}
-    assert feed.take_new() == [] and feed.changed_points() == {}
+    assert feed.changed_points() == {
+        "fn": [[100, 1, 0, 0, 0, 0, 1.0, 1.0]],
+        ALL: [[100, 1, 0, 0, 0, 0, 1.0, 1.0]],
+    }
+    assert feed.take_new() == []
+    # the second being counted is sent again (it may still grow); no older one is
     clock.t = 101.0
+    metrics.feed.reported(_inv("b"), 1, 3.0, 1, None, b"", False)
     feed.concurrency("fn", 3)
-    assert feed.changed_points()["fn"][0][4] == 3
+    feed.concurrency(ALL, 5)
+    changed = feed.changed_points()
+    assert [p[0] for p in changed["fn"]] == [101]
+    assert changed["fn"][0][4] == 3 and changed[ALL][0][4] == 5
+
+
+def test_all_sums_the_functions() -> None:
+    clock = Clock(100.0)
+    a, b = Metrics(128), Metrics(128)
+    feed = Feed(clock=clock)
+    feed.attach([("a", a), ("b", b)])
+    assert a.feed is not None and b.feed is not None
+    a.feed.reported(_inv("1"), 1, 2.0, 1, None, b"", False)
+    b.feed.reported(_failed("2"), 1, 4.0, 1, "ValueError", b"", False)
+    b.throttled(_inv("3"))
+    points = feed.points()
+    assert points[ALL] == [[100, 2, 1, 1, 0, 0, 2.0, 4.0]]
+    assert points["a"] == [[100, 1, 0, 0, 0, 0, 2.0, 2.0]]
 
 
 def test_the_window_is_fifteen_minutes() -> None:

@@ -235,7 +235,7 @@ class Dashboard:
 
     def snapshot(self) -> dict[str, Any]:
         feed = self.feed
-        rows = [record.row() for record in feed][-_SNAPSHOT_ROWS:]
+        rows = [record.row for record in feed][-_SNAPSHOT_ROWS:]
         return {
             "functions": [describe_function(fn) for fn in self.functions],
             "environments": self._environments(),
@@ -359,7 +359,7 @@ class Dashboard:
         batch: dict[str, Any] = {"now": now, "totals": self._totals()}
         rows = feed.take_new()
         if rows:
-            batch["rows"] = [record.row() for record in rows]
+            batch["rows"] = [record.row for record in rows]
         envs = self._environments()
         envs_json = orjson.dumps(envs)
         if envs_json != self._last_envs:
