@@ -360,6 +360,7 @@ class Feed:
         for metrics in self._attached:
             metrics.feed = None
         self._attached.clear()
+        self._new.clear()  # a page that opens next gets them in its snapshot
 
     # --- recording ------------------------------------------------------------------------
 
@@ -374,6 +375,10 @@ class Feed:
         if len(ring) >= self._max:
             old = ring.popleft()
             del self._by_seq[old.row[0]]
+            # records holding bytes are in the ring's order: the oldest, if there, is first
+            heavy = self._heavy
+            if heavy and heavy[0] is old:
+                heavy.popleft()
             self._drop(old)
         ring.append(record)
         self._by_seq[record.row[0]] = record

@@ -149,6 +149,8 @@ def test_the_ring_keeps_the_last_records_only() -> None:
     assert [r.request_id for r in feed] == [f"r{i}" for i in range(7, 12)]
     assert feed.get(1) is None and feed.get(12) is not None
     assert feed.kept_bytes == sum(r.kept for r in feed)
+    # nothing else holds on to the records that left the ring
+    assert len(feed._heavy) <= 5 and len(feed._by_seq) == 5
 
 
 def test_bodies_are_cut_at_256_kb_saying_so() -> None:

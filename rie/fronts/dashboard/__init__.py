@@ -32,7 +32,7 @@ from aiohttp import web
 from rie.api.invoke import new_ids
 from rie.functions.registry import Function, Functions
 from rie.model import samples
-from rie.model.errors import RieError
+from rie.model.errors import ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT, RieError
 from rie.model.invocation import Invocation, Request
 from rie.observe.feed import ALL, BODY_LIMIT, Feed
 from rie.sandbox.environment import Environment, EnvState
@@ -381,11 +381,17 @@ class Dashboard:
             doc = await request.json()
             name = str(doc["function"])
             kind = str(doc.get("type", "RequestResponse"))
-            payload = str(doc.get("event", "")).encode() or b"{}"
-        except (ValueError, KeyError, TypeError):
+            event = doc.get("event", "")
+            # the event as typed (text), or already a JSON value
+            payload = event.encode() if isinstance(event, str) else orjson.dumps(event)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return _json({"message": "expected {function, event, type}"}, 400)
         if kind not in ("RequestResponse", "Event"):
             return _json({"message": "type must be RequestResponse or Event"}, 400)
+        payload = payload.strip() or b"{}"
+        limit = SYNC_PAYLOAD_LIMIT if kind == "RequestResponse" else ASYNC_PAYLOAD_LIMIT
+        if len(payload) > limit:
+            return _json({"message": f"the event is over Lambda's {limit} bytes for {kind}"}, 413)
         try:
             json.loads(payload)
         except ValueError as exc:

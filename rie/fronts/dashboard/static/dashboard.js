@@ -185,6 +185,10 @@ function renderTable() {
 }
 
 function addRows(rows) {
+  // a row the snapshot already brought may come again in the next push: seqs only grow
+  const last = state.rows.length ? state.rows[state.rows.length - 1][R.seq] : 0;
+  rows = rows.filter((row) => row[R.seq] > last);
+  if (!rows.length) return;
   state.rows.push(...rows);
   if (state.rows.length > MAX_ROWS) state.rows.splice(0, state.rows.length - MAX_ROWS);
   const body = document.querySelector("#invocations tbody");
