@@ -183,6 +183,9 @@ def test_an_invocation_made_with_curl_appears_within_two_seconds_with_its_log(
     own = log.index("handling from-curl")
     report = log.index(f"REPORT RequestId: {rid}")
     assert start < own < report
+    summary = browser.find_element(By.ID, "detail-summary").text
+    # as CloudWatch files it: the log stream of the environment that ran it
+    assert re.search(r"log stream \d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}", summary), summary
     assert json.loads(browser.find_element(By.ID, "detail-event").text) == {"say": "from-curl"}
     assert json.loads(browser.find_element(By.ID, "detail-answer").text)["ok"] is True
     assert console_errors(browser) == []

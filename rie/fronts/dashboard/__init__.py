@@ -256,6 +256,7 @@ class Dashboard:
                     "inits": env.init_count,
                     "running": len(env.running),
                     "provisioned": env.provisioned,
+                    "logStream": env.log_stream,  # CloudWatch's log stream of this environment
                 }
                 for env in fn.pool.envs
             ]

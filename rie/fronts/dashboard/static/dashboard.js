@@ -106,7 +106,7 @@ function renderEnvironments() {
       const count = ` · ${env.invocations} invocation${env.invocations === 1 ? "" : "s"}`;
       const counter = chip.querySelector(".env-count");
       if (counter.textContent !== count) counter.textContent = count;
-      chip.title = `${env.inits} init(s)${env.provisioned ? ", provisioned" : ""}`;
+      chip.title = `log stream ${env.logStream} · ${env.inits} init(s)${env.provisioned ? " · provisioned" : ""}`;
       wanted.push(chip);
     }
     for (const chip of existing.values()) chip.remove();
@@ -216,7 +216,12 @@ async function select(seq) {
   }
   const row = detail.row;
   $("detail-id").textContent = row[R.rid];
-  $("detail-summary").textContent = `${row[R.fn]} · ${row[R.kind]} · ${row[R.status]}` + (row[R.env] ? ` · environment ${row[R.env]}` : "") + (row[R.init] !== null ? " · cold start" : "");
+  const env = (state.environments[row[R.fn]] || []).find((e) => e.id === row[R.env]);
+  $("detail-summary").textContent =
+    `${row[R.fn]} · ${row[R.kind]} · ${row[R.status]}` +
+    (row[R.env] ? ` · environment ${row[R.env]}` : "") +
+    (env ? ` · log stream ${env.logStream}` : "") +
+    (row[R.init] !== null ? " · cold start" : "");
   const dropped = detail.dropped ? "(no longer kept: rie keeps 64 MB of logs, events and answers)" : "";
   $("detail-log").textContent = detail.log ?? dropped;
   $("detail-event").textContent = detail.event ?? dropped;
