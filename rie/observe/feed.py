@@ -8,7 +8,7 @@ REPORT and the pool of every throttle. While at least one page listens, `Feed.at
 
 Bounds (documented in docs/dashboard.md):
 - a ring of the last `MAX_RECORDS` invocations (throttles included);
-- each one's event and answer kept up to `BODY_LIMIT` bytes, its log up to `LOG_LIMIT` (the last
+- each one's event and answer kept up to `BODY_LIMIT` bytes, its log up to `logs.LOG_LIMIT` (the last
   part, as the environment's tail keeps it), saying when they were cut;
 - `BYTES_BUDGET` bytes of events, answers and logs over the whole ring: past it, the oldest
   records lose their bodies (their row stays);
@@ -22,19 +22,17 @@ Pure logic: the clock is injectable, nothing here does I/O or touches the event 
 from __future__ import annotations
 
 import collections
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
-
-import orjson
 
 from rie.model.invocation import Invocation, State
 from rie.observe.logs import billed_ms
 
 MAX_RECORDS = 10_000
 BODY_LIMIT = 256 * 1024
-LOG_LIMIT = 64 * 1024
 BYTES_BUDGET = 64 * 1024 * 1024
 WINDOW_S = 900  # CloudWatch's "last 15 minutes"
 DURATION_SAMPLES = 4096
@@ -310,8 +308,8 @@ def _error_type(body: bytes) -> str | None:
     if len(body) > BODY_LIMIT or not body.startswith(b"{"):
         return None
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        doc = json.loads(body)  # (json, not orjson: this module is on rie's start-up path)
+    except ValueError:
         return None
     value = doc.get("errorType") if isinstance(doc, dict) else None
     return value if isinstance(value, str) and value else None

@@ -15,6 +15,7 @@ import os
 import time
 
 TAIL_BYTES = 4096
+LOG_LIMIT = 64 * 1024  # of each invocation's log, kept for the dashboard (rie/observe/feed.py)
 
 
 def utc_timestamp(epoch: float | None = None) -> str:

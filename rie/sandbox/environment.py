@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Protocol
 from rie.model.errors import InvalidRequestID, InvalidStateTransition
 from rie.model.invocation import Invocation, State, error_body
 from rie.observe import logs
-from rie.observe.feed import LOG_LIMIT
 from rie.observe.metrics import Metrics
 from rie.sandbox.supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
 from rie.settings.config import RUNTIME_ENTRY, Config
@@ -170,7 +169,7 @@ class Environment:
         if inv.request.want_tail:
             self._tails[inv.request_id] = logs.Tail()
         if self._metrics.feed is not None:  # a dashboard is open: it shows each one's log
-            self._tails[inv.request_id] = logs.Tail(LOG_LIMIT)
+            self._tails[inv.request_id] = logs.Tail(logs.LOG_LIMIT)
         self.queued.append(inv)
         if self.state is EnvState.COLD and self.endpoint is not None:
             self._start()

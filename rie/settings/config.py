@@ -449,9 +449,6 @@ def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]
         warnings.append("--cors-* and --http-invoke-mode apply to --http-format function-url only")
     return {
         "http_address": address,
-        "dashboard_address": (
-            None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
-        ),
         "http_format": fmt,
         "http_invoke_mode": a.http_invoke_mode or "BUFFERED",
         "http_integration_timeout_s": a.http_integration_timeout,
@@ -686,6 +683,9 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
+        dashboard_address=(
+            None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
+        ),
         **http,
     )
     return check_function(config)
