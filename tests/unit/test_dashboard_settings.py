@@ -84,3 +84,15 @@ def test_the_origin_must_be_the_pages_own() -> None:
     assert not allowed.origin_ok("http://localhost:9000", "127.0.0.1:9000")
     assert not allowed.origin_ok("null", "127.0.0.1:9000")
     assert not allowed.origin_ok("https://127.0.0.1:9000", "127.0.0.1:9000")
+
+
+def test_nothing_of_the_dashboard_is_imported_without_the_flag() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rie.app, rie.functions.registry, rie.sandbox.environment; "
+        "print([m for m in ('rie.fronts.dashboard', 'rie.observe.feed') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
