@@ -224,7 +224,7 @@ class Server:
 
     async def _start_http(self, host: str, port: int) -> None:
         from rie.fronts.http_front import HttpFront  # only when the front is asked for
-        from rie.http.aiohttp_server import listen
+        from rie.fronts.server import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart
@@ -234,9 +234,9 @@ class Server:
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),
+                front.refusal,
                 host,
                 port,
-                fallback=False,
                 head_timeout_s=self.config.request_head_timeout_s,
                 keepalive_timeout_s=self.config.keepalive_timeout_s,
                 shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],

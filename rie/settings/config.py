@@ -31,7 +31,13 @@ INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
 USER_ENV_LIMIT = 4096
 # this project's Python runtime client; `-c` rather than `-m runtime`, which costs runpy's imports
-RUNTIME_ENTRY = "import sys; from runtime.loop import main; sys.exit(main(sys.argv))"
+# `-c` puts the working directory (the task root) first on sys.path, where a function's own
+# `runtime.py` would be found in place of this client: it is taken off before the import (as
+# `python -P` would; the client puts the task root back, after its own import, for the handler)
+RUNTIME_ENTRY = (
+    "import sys; sys.path[0] or sys.path.pop(0); "
+    "from runtime.loop import main; sys.exit(main(sys.argv))"
+)
 BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
 
 
