@@ -10,7 +10,8 @@
 #   examples/container/wheelhouse.sh [IMAGE]      # IMAGE: pyrie-base:bookworm
 #
 # $PYTHON is the host's interpreter whose pip downloads (python3); it needs Python >= 3.11 only to
-# read pyproject.toml. Re-running it is cheap: pip keeps the files already there.
+# read pyproject.toml. Re-running it is cheap: when the wheels there satisfy every requirement, the
+# index is not asked.
 set -eu
 
 image="${1:-pyrie-base:bookworm}"
@@ -38,10 +39,19 @@ for line in project["build-system"]["requires"] + project["project"]["dependenci
 PY
 
 # manylinux tags from the oldest glibc a wheel may target to what any current Debian has
-"$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" \
-    --only-binary=:all: --implementation cp --python-version "$version" \
-    --platform "manylinux_2_28_$machine" --platform "manylinux_2_17_$machine" \
-    --platform "manylinux2014_$machine" --platform "manylinux_2_5_$machine" \
-    --platform "manylinux1_$machine" \
-    -r "$requirements"
-echo "wheelhouse.sh: $(ls "$dest" | grep -c '\.whl$') wheels for Python $version on $machine in $dest"
+download() {
+    "$python" -m pip download --quiet --disable-pip-version-check --dest "$dest" \
+        --only-binary=:all: --implementation cp --python-version "$version" \
+        --platform "manylinux_2_28_$machine" --platform "manylinux_2_17_$machine" \
+        --platform "manylinux2014_$machine" --platform "manylinux_2_5_$machine" \
+        --platform "manylinux1_$machine" \
+        -r "$requirements" "$@"
+}
+# what is there already may satisfy every requirement: then the index is not asked at all
+if download --no-index --find-links "$dest" >/dev/null 2>&1; then
+    state="already had"
+else
+    download
+    state="fetched"
+fi
+echo "wheelhouse.sh: $state $(ls "$dest" | grep -c '\.whl$') wheels for Python $version on $machine in $dest"
