@@ -60,8 +60,7 @@ debootstrap --variant=minbase --cache-dir="$cache" \
     --include=python3,python3-venv,ca-certificates \
     "$suite" "$root" "$mirror" >"$root.log" 2>&1 || {
     tail -n 20 "$root.log" >&2
-    rm -f "$root.log"
-    die "debootstrap failed (full log above)"
+    die "debootstrap $suite from $mirror failed: $(grep -v '^ *$' "$root.log" | tail -n 1)"
 }
 rm -f "$root.log"
 
