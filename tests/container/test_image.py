@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, rie
+from tests.helpers import REPO, RieProcess, rie
 
 # the first test may build the base image (about a minute) and the image: generous guards
 pytestmark = pytest.mark.timeout(600)
@@ -258,25 +259,54 @@ def test_orphans_are_reaped_in_the_container(image: str, label: str) -> None:
     assert timed_stop(cid) < 5.0
 
 
-def test_lambda_mode_runtime_in_a_container_of_rie_on_the_host(image: str, label: str) -> None:
+def wait_for_no_container(label: str, what: str, r: RieProcess) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while left := docker("ps", "--quiet", "--filter", f"label={label}"):
+        if time.monotonic() > deadline:
+            cid = left.split()[0]
+            raise AssertionError(f"{what}\ncontainer:\n{logs(cid)}\nrie:\n{r.output()}")
+        time.sleep(0.1)
+
+
+def lambda_mode(label: str, image: str, *flags: str) -> RieProcess:
     env = {"PYRIE_DOCKER_ARGS": f"--label {label} --volume {FUNCTION}:/var/task:ro --user 993:990"}
     bootstrap = str(SCRIPTS / "lambda-mode.sh")
-    with rie("--handler", "fn.whoami", "--memory", "256", "--", bootstrap, image, env=env) as r:
+    return rie(*flags, "--", bootstrap, image, env=env)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_lambda_mode_runtime_in_a_container_of_rie_on_the_host(
+    image: str, label: str, signal_name: str
+) -> None:
+    with lambda_mode(label, image, "--handler", "fn.whoami", "--memory", "256") as r:
         reply = r.invoke({"from": "host"}, timeout=GUARD_S)
+        seen = f"{reply.status} {reply.body.decode()}\nrie:\n{r.output()}"
+        assert reply.status == 200, seen
+        body = reply.json()
+        assert isinstance(body, dict), seen
+        assert body["uid"] == 993, seen
+        assert body["runtime_api"].startswith("127.0.0.1:"), seen
+        assert body["memory_limit_in_mb"] == "256", seen  # a string, as on Lambda
+        assert body["event"] == {"from": "host"}, seen
+        cids = docker("ps", "--quiet", "--filter", f"label={label}").split()
+        assert len(cids) == 1, f"{cids}\n{seen}"
+        memory = docker("inspect", "--format", "{{.HostConfig.Memory}}", cids[0])
+        assert memory == str(256 << 20), memory
+        # rie stopped, or killed outright: its runtime's `docker run` goes, and the container too
+        assert r.proc is not None
+        r.proc.send_signal(getattr(signal, signal_name))
+        r.proc.wait(GUARD_S)
+        if signal_name == "SIGTERM":
+            assert r.proc.returncode == 0, f"rie exited {r.proc.returncode}:\n{r.output()}"
+        wait_for_no_container(label, f"the runtime's container outlived rie ({signal_name})", r)
+
+
+def test_lambda_mode_timeout_takes_the_container_with_it(image: str, label: str) -> None:
+    with lambda_mode(label, image, "--handler", "fn.slow", "--timeout", "1") as r:
+        reply = r.invoke({}, timeout=GUARD_S)
         assert reply.status == 200, reply.body.decode() + r.output()
         body = reply.json()
-        assert isinstance(body, dict)
-        assert body["uid"] == 993
-        assert body["runtime_api"].startswith("127.0.0.1:")
-        assert body["memory_limit_in_mb"] == "256"  # a string, as on Lambda
-        assert body["event"] == {"from": "host"}
-        (cid,) = docker("ps", "--quiet", "--filter", f"label={label}").split()
-        assert docker("inspect", "--format", "{{.HostConfig.Memory}}", cid) == str(256 << 20)
-        # rie killed outright: its runtime's `docker run` dies with it, and the container follows
-        assert r.proc is not None
-        r.proc.kill()
-        r.proc.wait(GUARD_S)
-        deadline = time.monotonic() + GUARD_S
-        while docker("ps", "--quiet", "--filter", f"label={label}"):
-            assert time.monotonic() < deadline, "the runtime's container outlived rie"
-            time.sleep(0.1)
+        assert isinstance(body, dict) and body["errorType"] == "Sandbox.Timedout", r.output()
+        # the handler sleeps on in its container unless the reset took the container away
+        wait_for_no_container(label, "the timed-out runtime's container is still running", r)
+        assert r.proc is not None and r.proc.poll() is None  # rie itself carries on
