@@ -106,6 +106,7 @@ class Environment:
         self.running: dict[str, Invocation] = {}
         self.last_used = time.monotonic()
         self.init_count = 0
+        self.invocations = 0  # reported here, as the dashboard shows them
         self.peak_memory_bytes = 0
         self._memory_sampled_at = 0.0
         self._base_env = base_env
@@ -180,6 +181,8 @@ class Environment:
         inv.on_final = self._finished
         if inv.request.want_tail:
             self._tails[inv.request_id] = logs.Tail()
+        if self._metrics.feed is not None:  # a dashboard is open: it shows each one's log
+            self._tails[inv.request_id] = logs.Tail(logs.LOG_LIMIT)
         self.queued.append(inv)
         if self.state is EnvState.COLD and self.endpoint is not None:
             self._start()
@@ -625,7 +628,14 @@ class Environment:
             tail.append(data)
             inv.tail = tail.value()
         self.last_used = time.monotonic()
+        self.invocations += 1
         self._metrics.invocation_done(inv, held_ms)
+        feed = self._metrics.feed
+        if feed is not None:
+            error_type = inv.outcome.error_type if inv.outcome else None
+            log_text = tail.whole() if tail is not None else data
+            cut = tail is not None and tail.cut
+            feed.reported(inv, self.id, duration_ms, max_memory_mb, error_type, log_text, cut)
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
             host.platform_report(inv, duration_ms, self.config.memory_mb, max_memory_mb, status)
@@ -638,7 +648,10 @@ class Environment:
     def _hold(self, inv: Invocation) -> None:
         """The caller has its answer; the invocation's REPORT (and the environment's next
         invocation) wait until the extensions are back in `next`, or its deadline."""
-        tail = self._tails.pop(inv.request_id, None)
+        # (with a dashboard open, the tail stays until the REPORT, which it shows too)
+        tail = self._tails.get(inv.request_id)
+        if self._metrics.feed is None:
+            self._tails.pop(inv.request_id, None)
         if tail is not None:
             inv.tail = tail.value()
         left_s = max(0.0, inv.deadline_ms / 1000 - time.time())

@@ -520,7 +520,7 @@ class ExtensionHost:
     def _register(self, headers: Mapping[str, str], body: bytes, reply: Reply) -> None:
         try:
             doc = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser is not JSON here
             raise ExtensionApiError("InvalidRequestFormat", "request body is not JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("events", []), list):
             raise ExtensionApiError("InvalidRequestFormat", 'expected {"events": [...]}')

@@ -31,7 +31,13 @@ INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
 USER_ENV_LIMIT = 4096
 # this project's Python runtime client; `-c` rather than `-m runtime`, which costs runpy's imports
-RUNTIME_ENTRY = "import sys; from runtime.loop import main; sys.exit(main(sys.argv))"
+# `-c` puts the working directory (the task root) first on sys.path, where a function's own
+# `runtime.py` would be found in place of this client: it is taken off before the import (as
+# `python -P` would; the client puts the task root back, after its own import, for the handler)
+RUNTIME_ENTRY = (
+    "import sys; sys.path[0] or sys.path.pop(0); "
+    "from runtime.loop import main; sys.exit(main(sys.argv))"
+)
 BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
 
 
@@ -86,6 +92,7 @@ class Config:
     watch: bool = False  # recycle the environments when the code changes
     # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
     http_address: Address | None = None
+    dashboard_address: Address | None = None  # the emulator's web dashboard (rie/fronts/dashboard)
     http_format: str = "function-url"
     http_invoke_mode: str = "BUFFERED"
     http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
@@ -359,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recycle a function's environments when its code changes (needs watchfiles)",
     )
+    loop.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve a live web dashboard here: functions, environments, invocations with their "
+        "logs, charts, an invoke panel (loopback unless a host is given)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
 
@@ -416,14 +429,19 @@ def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
+def _loopback_unless_named(text: str, flag: str) -> Address:
+    """`[HOST:]PORT`: loopback unless a host is named."""
+    text = text if ":" in text else f"127.0.0.1:{text}"
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    return parse_address(text, flag)
+
+
 def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
     """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
     address = None
     if a.http is not None:
-        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
-        if text.startswith(":"):
-            text = "127.0.0.1" + text  # loopback unless a host is named
-        address = parse_address(text, "--http")
+        address = _loopback_unless_named(a.http, "--http")
     routes = tuple(a.route)
     if routes:
         from rie.settings.routes import parse_route  # pure and stdlib-only; loaded only when used
@@ -706,6 +724,9 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         watch=a.watch,
         sandbox=_sandbox_mode(a.sandbox, env),
         ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
+        dashboard_address=(
+            None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
+        ),
         **http,
     )
     return check_function(config)
