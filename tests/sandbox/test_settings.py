@@ -86,3 +86,10 @@ def test_a_memory_size_buys_lambdas_share_of_cpu() -> None:
     big = quotas(10240, machine_cpus=2)
     assert big.cpu_quota_us is None and not big.measurable and big.cpus > 5
     assert quotas(512, 2, ephemeral_mb=1024).ephemeral_bytes == 1024 * MB
+
+
+def test_the_harness_takes_sandbox() -> None:
+    from rie.testing import rie_arguments
+
+    assert rie_arguments("app.handler", sandbox="off")[-2:] == ["--sandbox", "off"]
+    assert "--sandbox" not in rie_arguments("app.handler")
