@@ -300,3 +300,29 @@ def test_telemetry_says_runtime_out_of_memory_too(tmp_path: Path) -> None:
     # a runtime that exits is a platform failure to telemetry, as any Runtime.ExitError here
     assert (done["status"], done.get("errorType")) == ("failure", "Runtime.OutOfMemory")
     assert (report["status"], report.get("errorType")) == ("failure", "Runtime.OutOfMemory")
+
+
+@pytest.mark.skipif(
+    namespace.mode() != "root", reason="the environment's /tmp is a mount of rie's only as root"
+)
+def test_the_tmp_of_an_emulator_killed_outright_is_swept_by_the_next() -> None:
+    fn = start("res.handler", 1024)
+    assert fn._proc is not None
+    pid = fn._proc.pid
+    fn.invoke({"kind": "fs", "marker": "left"})
+    mine = [line.split()[1] for line in _mounts() if f"/rie-{pid}-" in line.split()[1]]
+    assert len(mine) == 1, "each environment's /tmp is a tmpfs mount"
+    os.kill(pid, signal.SIGKILL)
+    fn._proc.wait(30)
+    assert mine[0] in [line.split()[1] for line in _mounts()], "left behind"
+    fn.stop()
+    nxt = start("res.handler", 1024)  # its start-up sweeps what a dead emulator left
+    try:
+        assert mine[0] not in [line.split()[1] for line in _mounts()]
+        assert not Path(mine[0]).exists()
+    finally:
+        nxt.stop()
+
+
+def _mounts() -> list[str]:
+    return Path("/proc/self/mounts").read_text().splitlines()
