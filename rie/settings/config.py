@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Lambda function's bootstrap behind the Lambda Runtime API and Invoke API.",
         usage="rie [OPTIONS] [--] [COMMAND [ARGS...]]",
         epilog="Also, as the first word only: `rie event list|NAME` prints a sample event, "
-        "`rie invoke [FUNCTION] ...` invokes a running rie (see `rie event -h`, `rie invoke -h`).",
+        "`rie invoke [FUNCTION] ...` invokes a running rie, `rie tune ...` chooses a memory size "
+        "(see `rie event -h`, `rie invoke -h`, `rie tune -h`).",
     )
     official = p.add_argument_group("flags of the official emulator")
     official.add_argument(
