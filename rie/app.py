@@ -143,6 +143,11 @@ class Server:
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
         sweep_leftovers()
+        from rie.sandbox.policy import summary
+
+        for fn in self.functions:
+            # what the sandbox enforces here and what not (and why): never silent
+            print(summary(fn.config), file=sys.stderr, flush=True)
         # aiohttp's import is most of rie's start-up: it runs in a thread while the first
         # environments start, so that their runtimes' init (which Lambda may run ahead of the
         # first invoke) is hidden behind it rather than added to it

@@ -298,6 +298,7 @@ def rie_arguments(
     env: Mapping[str, str] | None = None,
     timeout: float | None = 3,
     memory: int | None = None,
+    sandbox: str | None = None,
     http: bool = False,
     template: PathLike | None = None,
     config: PathLike | None = None,
@@ -333,6 +334,8 @@ def rie_arguments(
         out += ["--timeout", str(timeout)]
     if memory is not None:
         out += ["--memory", str(memory)]
+    if sandbox is not None:  # "lambda" or "off" (docs/resources.md); default: RIE_SANDBOX, lambda
+        out += ["--sandbox", sandbox]
     if http:
         from rie.settings.config import build_parser
 
