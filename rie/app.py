@@ -29,8 +29,9 @@ from rie.sandbox.environment import Endpoint, Environment
 from rie.sandbox.supervisor import MemoryCgroup, sweep_leftovers
 from rie.settings.config import Config
 
-if TYPE_CHECKING:  # aiohttp is imported only for the HTTP front (`--http`)
+if TYPE_CHECKING:  # aiohttp is imported only for the web surfaces (`--http`, `--dashboard`)
     from rie.api.invoke import InvokeApi
+    from rie.fronts.dashboard import Dashboard
     from rie.http.aiohttp_server import Runner
     from rie.settings.layers import Layers
 
@@ -79,6 +80,9 @@ class Server:
         self._stop_watching = asyncio.Event()
         self._http_runner: Runner | None = None
         self.http_port = 0
+        self._dashboard_runner: Runner | None = None
+        self.dashboard: Dashboard | None = None
+        self.dashboard_port = 0
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -119,6 +123,11 @@ class Server:
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
         sweep_leftovers()
+        from rie.sandbox.policy import summary
+
+        for fn in self.functions:
+            # what the sandbox enforces here and what not (and why): never silent
+            print(summary(fn.config), file=sys.stderr, flush=True)
         # provisioned environments of every function are ready before the first caller
         await asyncio.gather(*(fn.start() for fn in self.functions))
         from rie.api import invoke as invoke_api
@@ -142,10 +151,44 @@ class Server:
         )
         if self.config.http_address is not None:
             await self._start_http(self.config.http_address.host, self.config.http_address.port)
+        if self.config.dashboard_address is not None:
+            await self._start_dashboard(
+                self.config.dashboard_address.host, self.config.dashboard_address.port
+            )
+
+    async def _start_dashboard(self, host: str, port: int) -> None:
+        from rie.fronts.dashboard import AllowedHosts, Dashboard  # only with --dashboard
+        from rie.http.aiohttp_server import listen
+
+        allowed = AllowedHosts(host, port)
+        self.dashboard = Dashboard(self.functions, allowed)
+        try:
+            self._dashboard_runner, self.dashboard_port = await listen(
+                self.dashboard.build_app(),
+                host,
+                port,
+                fallback=False,
+                head_timeout_s=self.config.request_head_timeout_s,
+                keepalive_timeout_s=self.config.keepalive_timeout_s,
+                shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (the dashboard, --dashboard {host}:{port})"
+            ) from exc
+        # the Host check needs the port: with port 0 it is known once bound (and no request is
+        # handled before this line: nothing was awaited since the socket started listening)
+        allowed.port = self.dashboard_port
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"rie: dashboard at http://{shown}:{self.dashboard_port}/",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def _start_http(self, host: str, port: int) -> None:
         from rie.fronts.http_front import HttpFront  # only when the front is asked for
-        from rie.http.aiohttp_server import listen
+        from rie.fronts.server import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart
@@ -155,9 +198,9 @@ class Server:
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),
+                front.refusal,
                 host,
                 port,
-                fallback=False,
                 head_timeout_s=self.config.request_head_timeout_s,
                 keepalive_timeout_s=self.config.keepalive_timeout_s,
                 shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
@@ -185,9 +228,12 @@ class Server:
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
         if self._invoke_api is not None:
             self._invoke_api.stop_listening()
-        if self._http_runner is not None:
-            for site in list(self._http_runner.sites):
-                await site.stop()
+        for runner in (self._http_runner, self._dashboard_runner):
+            if runner is not None:
+                for site in list(runner.sites):
+                    await site.stop()
+        if self.dashboard is not None:
+            await self.dashboard.close()  # its pages' streams end: they would hold the shutdown
         if self._watching is not None:
             self._stop_watching.set()
             try:
@@ -212,8 +258,9 @@ class Server:
         #    invocation is answered: this only bounds a caller that is slow to read its answer)
         if self._invoke_api is not None:
             await self._invoke_api.shutdown(close_s)
-        if self._http_runner is not None:
-            await self._http_runner.cleanup()
+        for runner in (self._http_runner, self._dashboard_runner):
+            if runner is not None:
+                await runner.cleanup()
         # 6. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=max(0.05, deadline - time.monotonic()))
         for layers in self.layers:

@@ -120,7 +120,7 @@ class Pool:
             raise ServiceUnavailable()
         if not self._place(inv, on_done):
             if wait_s <= 0:
-                self._metrics.throttles += 1
+                self._metrics.throttled(inv)
                 raise TooManyRequests(Reason=THROTTLE_REASON)
             placed: asyncio.Future[None] = loop.create_future()
             self._waiters.append((placed, inv, on_done))
@@ -131,7 +131,7 @@ class Pool:
             except TimeoutError:
                 if not placed.done():
                     placed.cancel()
-                    self._metrics.throttles += 1
+                    self._metrics.throttled(inv)
                     raise TooManyRequests(Reason=THROTTLE_REASON) from None
             if placed.cancelled():
                 raise ServiceUnavailable()

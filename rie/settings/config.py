@@ -31,7 +31,13 @@ INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
 USER_ENV_LIMIT = 4096
 # this project's Python runtime client; `-c` rather than `-m runtime`, which costs runpy's imports
-RUNTIME_ENTRY = "import sys; from runtime.loop import main; sys.exit(main(sys.argv))"
+# `-c` puts the working directory (the task root) first on sys.path, where a function's own
+# `runtime.py` would be found in place of this client: it is taken off before the import (as
+# `python -P` would; the client puts the task root back, after its own import, for the handler)
+RUNTIME_ENTRY = (
+    "import sys; sys.path[0] or sys.path.pop(0); "
+    "from runtime.loop import main; sys.exit(main(sys.argv))"
+)
 BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
 
 
@@ -86,6 +92,7 @@ class Config:
     watch: bool = False  # recycle the environments when the code changes
     # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
     http_address: Address | None = None
+    dashboard_address: Address | None = None  # the emulator's web dashboard (rie/fronts/dashboard)
     http_format: str = "function-url"
     http_invoke_mode: str = "BUFFERED"
     http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
@@ -95,6 +102,10 @@ class Config:
     cors_expose_headers: tuple[str, ...] = ()
     cors_max_age: int = 0
     cors_allow_credentials: bool = False
+    # Lambda's resource model (rie/sandbox/limits.py): "lambda" enforces what the machine allows,
+    # "off" none of it
+    sandbox: str = "lambda"
+    ephemeral_storage_mb: int = 512
 
     @property
     def function_arn(self) -> str:
@@ -195,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Lambda function's bootstrap behind the Lambda Runtime API and Invoke API.",
         usage="rie [OPTIONS] [--] [COMMAND [ARGS...]]",
         epilog="Also, as the first word only: `rie event list|NAME` prints a sample event, "
-        "`rie invoke [FUNCTION] ...` invokes a running rie (see `rie event -h`, `rie invoke -h`).",
+        "`rie invoke [FUNCTION] ...` invokes a running rie, `rie tune ...` chooses a memory size "
+        "(see `rie event -h`, `rie invoke -h`, `rie tune -h`).",
     )
     official = p.add_argument_group("flags of the official emulator")
     official.add_argument(
@@ -222,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fn.add_argument(
         "--memory", type=int, help="MB, 128-10240 (default AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)"
+    )
+    fn.add_argument(
+        "--sandbox",
+        choices=("lambda", "off"),
+        help="enforce Lambda's resource model (memory, CPU by memory, /tmp, read-only code, "
+        "limits) as far as this machine allows, or not at all (default RIE_SANDBOX or lambda)",
+    )
+    fn.add_argument(
+        "--ephemeral-storage",
+        type=int,
+        metavar="MB",
+        help="the function's /tmp, 512-10240 MB (default 512)",
     )
     fn.add_argument("--function-name", help="(default AWS_LAMBDA_FUNCTION_NAME or test_function)")
     fn.add_argument(
@@ -343,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recycle a function's environments when its code changes (needs watchfiles)",
     )
+    loop.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve a live web dashboard here: functions, environments, invocations with their "
+        "logs, charts, an invoke panel (loopback unless a host is given)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
 
@@ -400,14 +430,19 @@ def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
+def _loopback_unless_named(text: str, flag: str) -> Address:
+    """`[HOST:]PORT`: loopback unless a host is named."""
+    text = text if ":" in text else f"127.0.0.1:{text}"
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    return parse_address(text, flag)
+
+
 def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
     """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
     address = None
     if a.http is not None:
-        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
-        if text.startswith(":"):
-            text = "127.0.0.1" + text  # loopback unless a host is named
-        address = parse_address(text, "--http")
+        address = _loopback_unless_named(a.http, "--http")
     routes = tuple(a.route)
     if routes:
         from rie.settings.routes import parse_route  # pure and stdlib-only; loaded only when used
@@ -462,6 +497,17 @@ def _env_number(
         raise ConfigError(f"{key}: not a number: {text!r}") from None
 
 
+def _sandbox_mode(flag: str | None, env: Mapping[str, str]) -> str:
+    """--sandbox, else RIE_SANDBOX (a test suite that trades files with its functions through
+    the machine's /tmp can set it to off), else lambda."""
+    if flag:
+        return flag
+    value = env.get("RIE_SANDBOX", "").strip().lower() or "lambda"
+    if value not in ("lambda", "off"):
+        raise ConfigError(f"RIE_SANDBOX: expected lambda or off, got {value!r}")
+    return value
+
+
 def _first(*values: float | None) -> float:
     """The first value given: a flag, then a variable, then the default (last)."""
     for value in values:
@@ -510,6 +556,12 @@ def check_function(config: Config) -> Config:
         )
     if not 128 <= config.memory_mb <= 10240:
         raise ConfigError(f"memory must be 128-10240 MB, got {config.memory_mb}")
+    if not 512 <= config.ephemeral_storage_mb <= 10240:
+        raise ConfigError(
+            f"ephemeral storage must be 512-10240 MB, got {config.ephemeral_storage_mb}"
+        )
+    if config.sandbox not in ("lambda", "off"):
+        raise ConfigError(f"sandbox must be 'lambda' or 'off', got {config.sandbox!r}")
     name = config.function_name
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
@@ -671,6 +723,11 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
+        sandbox=_sandbox_mode(a.sandbox, env),
+        ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
+        dashboard_address=(
+            None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
+        ),
         **http,
     )
     return check_function(config)
