@@ -74,10 +74,11 @@ def timeout_line(request_id: str, timeout_s: float) -> str:
 class Sink:
     """Where the function's log goes: the emulator's stdout.
 
-    Lines are gathered and written at most `FLUSH_AFTER_S` after the first of them, so that a
+    Lines are gathered and written at most `FLUSH_AFTER_S` after the first of them (or at once
+    by `flush`: an environment flushes after REPORT, before its caller is answered), so that a
     short invocation's START, output, END and REPORT (written in different turns of the event
     loop: START when the runtime takes the event, END and REPORT when it answers) cost one system
-    call, not two or four; a burst of invocations shares it too.
+    call, not two or four.
     """
 
     _FLUSH_NOW = 1 << 16

@@ -626,6 +626,9 @@ class Environment:
         )
         data = text.encode()
         self._sink.write(data)
+        # out before the caller's answer (one write with START and the output, gathered since),
+        # so that whoever reads the log once answered finds the whole invocation there
+        self._sink.flush()
         tail = self._tails.pop(inv.request_id, None)
         if tail is not None:
             tail.append(data)
