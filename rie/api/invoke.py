@@ -376,10 +376,20 @@ class _StreamAnswer(_Answer):
         super().__init__(conn, req, inv, fn)
         self.started = False
         inv.on_chunk = self.chunk
+        # a caller that reads slower than the runtime streams holds the runtime back (through
+        # its socket), so that rie's memory does not grow with the backlog
+        conn.on_backlog = self.backlog
+
+    def backlog(self, behind: bool) -> None:
+        if behind:
+            log.debug("invocation %s: the caller is behind: the stream waits", self.inv.request_id)
+        self.inv.hold_stream(behind)
 
     def on_gone(self) -> None:
         self.gone = True
+        self.conn.on_backlog = None
         self.inv.on_chunk = _drop  # its chunks are dropped; it still runs to its end
+        self.inv.hold_stream(False)
 
     def _begin(self) -> None:
         if not self.started:

@@ -293,6 +293,9 @@ class Connection(asyncio.Protocol):
         self._dialect = router.dialect
         self._streaming = False  # a chunked answer has begun (see begin_stream)
         self._poller: select.poll | None = None  # see peer_closed
+        # told when the client reads slower than it is written to (True) and has caught up
+        # (False): a streamed answer holds its producer back with it
+        self.on_backlog: Callable[[bool], None] | None = None
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
@@ -317,6 +320,14 @@ class Connection(asyncio.Protocol):
             return  # answered and closing: dropped (see _close)
         self._buf += data
         self._advance()
+
+    def pause_writing(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(True)
+
+    def resume_writing(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(False)
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -428,6 +439,7 @@ class Connection(asyncio.Protocol):
         """End the chunked answer begun by `begin_stream`."""
         self._write(b"0\r\n\r\n")
         self._streaming = False
+        self.on_backlog = None
         parked = self._parked
         self._parked = self._on_gone = None
         self._after_parked(parked is None or not parked.keep_alive)
