@@ -344,7 +344,7 @@ class _Answer:
         if pool.try_place(self.inv, self.done):
             return
         if wait_s <= 0:
-            pool.throttled()
+            pool.throttled(self.inv)
             self.refused(TooManyRequests(Reason=pool.THROTTLE_REASON))
             return
         # no free slot: wait for one (the rare path: a task, as the HTTP front's)

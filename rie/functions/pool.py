@@ -146,9 +146,9 @@ class Pool:
             raise ServiceUnavailable()
         return self._place(inv, on_done)
 
-    def throttled(self) -> None:
-        """An invocation was refused for want of a slot (counted as Lambda's throttles)."""
-        self._metrics.throttles += 1
+    def throttled(self, inv: Invocation) -> None:
+        """`inv` was refused for want of a slot (counted as Lambda's throttles)."""
+        self._metrics.throttled(inv)
 
     def _place(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> bool:
         env = self._pick()
