@@ -141,7 +141,7 @@ class ExternalEnvironment(Environment):
         if path:
             try:
                 _write_env_file(path, env)
-                rest = f"and the variables in {path}"
+                rest = f"with the variables in {path}"
             except OSError as exc:
                 log.error("cannot write %s: %s", path, exc.strerror or exc)
                 path = None

@@ -126,7 +126,7 @@ def test_a_runtime_started_apart_serves_invocations_and_is_replaced(
     r, env_file = external(tmp_path, "--memory", "256", "--env", "OWN=mine")
     with r:
         m = r.wait_for(ANNOUNCE)
-        assert m.group(2) == f"and the variables in {env_file}", m.group(0)
+        assert m.group(2) == f"with the variables in {env_file}", m.group(0)
         env = read_env_file(env_file)
         assert env["AWS_LAMBDA_RUNTIME_API"] == m.group(1)
         assert env["_HANDLER"] == "app.echo" and env["OWN"] == "mine"
