@@ -158,7 +158,10 @@ class ExternalEnvironment(Environment):
 
     # --- attaching instead of spawning -------------------------------------------------------
 
-    async def _start_process(self) -> None:
+    def _start(self) -> None:
+        super()._start()
+        # attached at once, not in a task: a runtime may be calling `next` already (one that
+        # retries, or the next after a failed init), and must find its process there
         process = ExternalRuntime()
         self._init_started_at = process.started_at
         self.process = process
@@ -167,6 +170,9 @@ class ExternalEnvironment(Environment):
         # no init timer: a person may take minutes to start a debugger, and nothing could be
         # killed at its end anyway; an invocation waits for the runtime within its own timeout
         self._spawn_task(self._watch(process))
+
+    async def _start_process(self) -> None:
+        """Nothing to start (the runtime was attached in `_start`)."""
 
     def _contact(self) -> None:
         process = self.process

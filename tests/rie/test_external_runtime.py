@@ -210,6 +210,26 @@ def test_a_timeout_answers_the_caller_and_keeps_the_runtime(
         assert runtime.proc.poll() is None  # rie killed nothing
 
 
+def test_a_runtime_restarted_mid_invocation_is_handed_it_again(
+    tmp_path: Path, task_root: Path, runtimes: list[Runtime]
+) -> None:
+    r, env_file = external(tmp_path, "--timeout", "60")
+    gate = tmp_path / "gate"
+    with r:
+        stuck = python_runtime(runtimes, env_file, task_root, _HANDLER="app.gated")
+        replies: list[Reply] = []
+        caller = threading.Thread(
+            target=lambda: replies.append(r.invoke({"gate": str(gate), "n": 5}, timeout=GUARD_S))
+        )
+        caller.start()
+        r.wait_for(r"START RequestId: ")
+        stuck.kill()  # the debugger session is stopped in the handler, and started again
+        again = python_runtime(runtimes, env_file, task_root)
+        caller.join(GUARD_S)
+        assert replies, "no answer:\n" + r.output()
+        assert ok(replies[0], r, again)["echo"] == {"gate": str(gate), "n": 5}  # type: ignore[index]
+
+
 def test_a_failed_init_is_reported_and_the_next_runtime_is_waited_for(
     tmp_path: Path, task_root: Path, runtimes: list[Runtime]
 ) -> None:
@@ -241,7 +261,6 @@ def test_a_sh_and_curl_runtime_from_the_printed_line(
         reply = r.invoke({"mode": "fail"}, timeout=GUARD_S)
         assert reply.header("X-Amz-Function-Error") == "Unhandled", r.output()
         assert reply.json()["errorMessage"] == "sh failed"  # type: ignore[index]
-        # its `exit 3` is not seen (not rie's child): the invocation ends at its timeout...
         runtime.kill()
         again = Runtime([str(CURL_SH)], env, task_root)
         runtimes.append(again)
