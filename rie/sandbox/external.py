@@ -15,7 +15,8 @@ What differs from an environment rie spawns, and why (docs/containers.md says it
   `next`); an invocation no runtime takes within its timeout is answered Sandbox.Timedout;
 - Init Duration counts from the runtime's first call (its `next` or init/error): rie cannot see
   it start, so the figure only marks the cold start; Max Memory Used is 0 MB (not measured);
-- the runtime's own output stays where it runs: rie's log has the platform lines only.
+- the runtime's own output stays where it runs: rie's log has the platform lines only; rie's
+  sandbox (`--sandbox`: memory, CPU, /tmp) is not applied to it.
 
 The pool gives such a function one environment (max concurrency 1), never retired for idleness.
 """
@@ -80,6 +81,9 @@ class ExternalRuntime(Process):
 
     def release(self) -> None:
         pass
+
+    def oom_killed(self) -> bool:
+        return False
 
     def memory_used_bytes(self) -> int:
         return 0  # rie cannot measure a process it does not run (it may be in a container)
@@ -189,9 +193,9 @@ class ExternalEnvironment(Environment):
         self._contact()
         super().init_error(error_type, body)
 
-    def _after_exit(self, process: Process, code: int) -> None:
+    def _after_exit(self, process: Process, code: int, oom: bool = False) -> None:
         """Let go of (after a failed init): wait for a runtime to connect again."""
-        super()._after_exit(process, code)
+        super()._after_exit(process, code, oom)
         if self.state is EnvState.COLD:
             self._start()
 

@@ -767,7 +767,8 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
-        sandbox=_sandbox_mode(a.sandbox, env),
+        # (nothing of rie's runs the function's code with an external runtime)
+        sandbox="off" if external else _sandbox_mode(a.sandbox, env),
         ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
         external_runtime=external,
         external_runtime_env=(
