@@ -30,6 +30,7 @@ from rie.model.invocation import Invocation
 from rie.observe import logs
 from rie.observe.metrics import Metrics
 from rie.sandbox.environment import EndpointFactory, Environment, EnvState
+from rie.sandbox.external import ExternalEnvironment
 from rie.settings.config import Config
 
 log = logging.getLogger("rie")
@@ -93,7 +94,8 @@ class Pool:
 
     def _create(self, provisioned: bool) -> Environment:
         self._next_id += 1
-        env = Environment(
+        kind = ExternalEnvironment if self.config.external_runtime else Environment
+        env = kind(
             self._next_id,
             self.config,
             self._base_env,

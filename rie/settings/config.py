@@ -90,6 +90,9 @@ class Config:
     runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
     description: str = ""
     watch: bool = False  # recycle the environments when the code changes
+    # one environment whose runtime rie does not start (rie/sandbox/external.py)
+    external_runtime: bool = False
+    external_runtime_env: str | None = None  # where to write the variables that runtime needs
     # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
     http_address: Address | None = None
     dashboard_address: Address | None = None  # the emulator's web dashboard (rie/fronts/dashboard)
@@ -368,6 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="recycle a function's environments when its code changes (needs watchfiles)",
     )
     loop.add_argument(
+        "--external-runtime",
+        action="store_true",
+        help="start no runtime: one environment waits for a runtime started elsewhere (a "
+        "container, a debugger) to call `next` on --runtime-api-address; prints the variables "
+        "to start it with",
+    )
+    loop.add_argument(
+        "--external-runtime-env",
+        metavar="FILE",
+        help="with --external-runtime (implied): write those variables to FILE as KEY=VALUE "
+        "lines (docker --env-file, an IDE's env file)",
+    )
+    loop.add_argument(
         "--dashboard",
         metavar="[HOST:]PORT",
         help="serve a live web dashboard here: functions, environments, invocations with their "
@@ -547,6 +563,30 @@ def resolve_command(command: Sequence[str], handler: str, task_root: str) -> tup
     return tuple(command)
 
 
+def _check_external(a: argparse.Namespace, command: Sequence[str], one_function: bool) -> None:
+    """--external-runtime: one environment, whose runtime rie neither starts nor restarts."""
+    if not one_function:
+        raise ConfigError("--external-runtime serves one function: not with --config/--template")
+    if command:
+        raise ConfigError("--external-runtime starts no runtime: give no COMMAND")
+    for flag, value in (
+        ("--watch", a.watch),
+        ("--max-concurrency", (a.max_concurrency or 1) > 1),
+        ("--per-environment-concurrency", (a.per_environment_concurrency or 1) > 1),
+        ("--provisioned", bool(a.provisioned)),
+        ("--init lazy", a.init == "lazy"),
+    ):
+        if value:
+            raise ConfigError(
+                f"{flag} with --external-runtime: it is one environment, its runtime is not rie's to start"
+            )
+    path = a.external_runtime_env
+    if path is not None:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory) or os.path.isdir(path):
+            raise ConfigError(f"--external-runtime-env: cannot write {path}: no such directory")
+
+
 def check_function(config: Config) -> Config:
     """The per-function limits, checked the same way whether they came from flags or a file."""
     if not 0 < config.timeout_s <= MAX_TIMEOUT_S:
@@ -606,6 +646,9 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         from rie.settings.package import unpack  # only with --zip
 
         a.task_root = unpack(a.zip)
+    external = a.external_runtime or a.external_runtime_env is not None
+    if external:
+        _check_external(a, command, one_function)
     if not one_function:
         for flag, value in (
             ("a COMMAND", command),
@@ -628,7 +671,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         raise ConfigError(f"--task-root: {task_root} is not a directory")
 
     handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
-    if one_function:
+    if one_function and not external:
         command = list(resolve_command(command, handler, task_root))
 
     timeout = _first(
@@ -669,7 +712,8 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append("the function's own variables exceed Lambda's 4 KB limit")
 
-    max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
+    # an external runtime is one environment, made at start-up so that it can connect at once
+    max_conc = 1 if external else int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
     per_env = int(_first(a.per_environment_concurrency, 1))
     provisioned = int(_first(a.provisioned, 0))
     for flag, value in (
@@ -706,7 +750,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         runtime_api_address=runtime_address,
         runtime_api_port_explicit=a.runtime_api_address is not None,
         log_level=log_level,
-        init_eagerly=a.init == "eager",
+        init_eagerly=a.init == "eager" or external,
         max_concurrency=max_conc,
         per_env_concurrency=per_env,
         provisioned=provisioned,
@@ -723,8 +767,13 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
-        sandbox=_sandbox_mode(a.sandbox, env),
+        # (nothing of rie's runs the function's code with an external runtime)
+        sandbox="off" if external else _sandbox_mode(a.sandbox, env),
         ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
+        external_runtime=external,
+        external_runtime_env=(
+            None if a.external_runtime_env is None else os.path.abspath(a.external_runtime_env)
+        ),
         dashboard_address=(
             None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
         ),
