@@ -57,6 +57,20 @@ def test_a_changed_handler_is_picked_up_by_the_next_invoke(tmp_path: Path) -> No
         assert reloads(r.lines) == 3
 
 
+def test_a_directory_made_after_the_watch_began_is_watched_too(tmp_path: Path) -> None:
+    write(tmp_path, "v1")
+    with rie("--watch", "--task-root", str(tmp_path), "--handler", "app.handler") as r:
+        first = r.invoke({}).json()
+        assert isinstance(first, dict) and first["version"] == "v1"
+        (tmp_path / "pkg" / "sub").mkdir(parents=True)
+        r.wait_for(r"rie: reloading test_function: pkg", timeout=20)
+        start = len(r.lines)
+        (tmp_path / "pkg" / "sub" / "mod.py").write_text("X = 1\n")
+        r.wait_for(
+            r"rie: reloading test_function: pkg/sub/mod\.py changed", timeout=20, start=start
+        )
+
+
 def test_a_busy_environment_finishes_on_the_old_code_then_retires(tmp_path: Path) -> None:
     write(tmp_path, "v1")
     release = tmp_path.parent / f"{tmp_path.name}-release"
