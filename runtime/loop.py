@@ -38,12 +38,10 @@ _INIT_WARNING = (
     "loaded; the error follows.\r"
 )
 _DEFAULT_RESPONSE_LIMIT = 6291556
-_PRELOAD_AFTER = 16
+_PRELOAD_AFTER = 16  # invocations served back to back before preloading without waiting for idle
 # a `next` that answers no invocation is asked again this many times in all, 50 ms apart, doubling
 _NEXT_ATTEMPTS = 5
-_NEXT_RETRY_DELAY_S = (
-    0.05  # invocations served back to back before preloading without waiting for idle
-)
+_NEXT_RETRY_DELAY_S = 0.05
 
 
 class _Terminate(BaseException):
@@ -181,6 +179,11 @@ class Runtime:
         if self._waiting:
             raise _Terminate
 
+    def _now_waiting(self) -> None:
+        self._waiting = True
+        if self._terminating:  # SIGTERM came while the response was being sent
+            raise _Terminate
+
     def install_sigterm(self) -> None:
         # a handler the function installed at init is its own business: leave it alone
         if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
@@ -290,7 +293,24 @@ class Runtime:
         if streamed is not None:
             self.stream(request_id, *streamed, extra)
             return
-        answer = self.client.post_response(request_id, body, content_type, extra)
+        stdout = sys.stdout
+        if stdout is not None:
+            stdout.flush()  # a partial line is the invocation's, before `next` goes out with it
+        # the next `next` goes out with the response (see runtime.client.PIPELINE_MAX), and
+        # the answer to that comes back with the start of the next invocation: from the moment
+        # the response is written the runtime is waiting for work, as in `next`
+        try:
+            answer = self.client.post_response(
+                request_id,
+                body,
+                content_type,
+                extra,
+                then_next=True,
+                on_idle=None if self._preloaded else self._preload_now,
+                on_sent=self._now_waiting,
+            )
+        finally:
+            self._waiting = False
         if answer.status == 413:
             # too large for the Runtime API: that is the function's error, not the runtime's end
             limit = _limit_from(answer.body)
