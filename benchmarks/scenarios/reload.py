@@ -24,7 +24,6 @@ from benchmarks.scenarios import Say
 
 TITLE = "--watch: save → first answer of the new code"
 HANDLER = "VERSION = {version}\n\n\ndef handler(event, context):\n    return VERSION\n"
-IDLE_S = 1.0
 
 
 def _save(root: Path, version: int) -> None:
@@ -51,12 +50,12 @@ def reload_ms(emu: harness.Emulator, client: harness.InvokeClient, version: int)
     return (time.perf_counter_ns() - t0) / 1e6
 
 
-def idle_cpu_us(emu: harness.Emulator) -> float:
-    """CPU time of the emulator and its runtimes over IDLE_S of nothing, µs."""
+def idle_cpu_us(emu: harness.Emulator, seconds: float) -> float:
+    """CPU time of the emulator and its runtimes over `seconds` of nothing, µs."""
     assert emu.proc is not None
     pids = [emu.proc.pid, *emu.runtime_pids()]
     c0 = sum(harness.cpu_ns(p) for p in pids)
-    time.sleep(IDLE_S)
+    time.sleep(seconds)
     return (sum(harness.cpu_ns(p) for p in pids) - c0) / 1000
 
 
@@ -80,7 +79,8 @@ def run(config: Config, say: Say) -> dict[str, Any]:
 
     if not available():
         return {"title": TITLE, "rows": [], "skipped": {"reload": "--watch is not available"}}
-    samples = max(2, sizes.cold_samples // 2)
+    samples = sizes.reload_samples
+    idle_s = 1.0 if sizes.name == "default" else 0.3
     with tempfile.TemporaryDirectory() as watched_dir, tempfile.TemporaryDirectory() as plain_dir:
         roots = {"watch": Path(watched_dir), "no watch": Path(plain_dir)}
         for root in roots.values():
@@ -101,7 +101,7 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                     batch = harness.timed_invokes(clients[name], sizes.emulator_batch // 2, b"{}")
                     warm[name].extend(batch)
                     rounds[name].append(statistics.median(batch))
-                    idle[name].append(idle_cpu_us(emus[name]))
+                    idle[name].append(idle_cpu_us(emus[name], idle_s))
         finally:
             for client in clients.values():
                 client.close()
@@ -114,7 +114,7 @@ def run(config: Config, say: Say) -> dict[str, Any]:
             "reload_max_ms": round(max(reloads), 1) if name == "watch" else None,
             "reloads": len(reloads) if name == "watch" else 0,
             **harness.summarize_us(warm[name]),
-            "idle_cpu_us_per_s": round(statistics.median(idle[name]) / IDLE_S, 1),
+            "idle_cpu_us_per_s": round(statistics.median(idle[name]) / idle_s, 1),
         }
         for name in names
     ]
@@ -123,7 +123,7 @@ def run(config: Config, say: Say) -> dict[str, Any]:
         "method": (
             f"{samples} saves, each followed by invokes 1 ms apart until the new version answers "
             f"(figure: save → that answer); between saves, {sizes.emulator_batch // 2} warm "
-            f"invokes and {IDLE_S:.0f} s idle per variant, rie with and without --watch interleaved"
+            f"invokes and {idle_s} s idle per variant, rie with and without --watch interleaved"
         ),
         "rows": rows,
         "reload_ms": [round(x, 1) for x in reloads],
