@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable, Sequence
 from rie.functions.registry import Function
 
 DEBOUNCE_MS = 1000  # the longest a burst of changes is gathered before reloading
-QUIET_MS = 40  # quiet this long after a change: the burst is over (an editor's save is ~1 ms)
+# quiet this long after a change: the burst is over (an editor's save takes a millisecond or
+# two; a tool that writes many files may want longer: RIE_WATCH_QUIET_MS)
+QUIET_MS = 40
 
 # what watchfiles' DefaultFilter leaves out, so both watchers agree
 IGNORED_DIRS = frozenset(
@@ -135,12 +137,20 @@ def reload_all(changed: Iterable[str], watched: Sequence[tuple[str, Function]]) 
         )
 
 
+def quiet_ms() -> int:
+    try:
+        return max(1, int(os.environ.get("RIE_WATCH_QUIET_MS", "") or QUIET_MS))
+    except ValueError:
+        return QUIET_MS
+
+
 class Burst:
-    """Changed paths gathered until `QUIET_MS` without a change (or `DEBOUNCE_MS` in all), then
+    """Changed paths gathered until `quiet` ms without a change (or `DEBOUNCE_MS` in all), then
     handed to `flush` at once: a loop timer, armed only while a burst is under way."""
 
-    def __init__(self, flush: Callable[[list[str]], None]) -> None:
+    def __init__(self, flush: Callable[[list[str]], None], quiet: int = QUIET_MS) -> None:
         self._flush = flush
+        self._quiet = quiet / 1000
         self._paths: list[str] = []
         self._first = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -156,7 +166,7 @@ class Burst:
             self._first = now
         else:
             self._timer.cancel()
-        at = min(now + QUIET_MS / 1000, self._first + DEBOUNCE_MS / 1000)
+        at = min(now + self._quiet, self._first + DEBOUNCE_MS / 1000)
         self._timer = loop.call_at(at, self._fire)
 
     def _fire(self) -> None:
@@ -276,7 +286,7 @@ async def watch(functions: Sequence[Function], stop: asyncio.Event) -> None:
         return
     loop = asyncio.get_running_loop()
     inotify = Inotify()
-    burst = Burst(lambda paths: reload_all(paths, watched))
+    burst = Burst(lambda paths: reload_all(paths, watched), quiet_ms())
     try:
         for root in roots:
             inotify.watch_tree(root)
@@ -302,7 +312,7 @@ async def _watch_with_watchfiles(
         *roots,
         watch_filter=DefaultFilter(),
         debounce=DEBOUNCE_MS,
-        step=QUIET_MS,
+        step=quiet_ms(),
         stop_event=stop,
         recursive=True,
     ):
