@@ -12,7 +12,7 @@ import _signal  # type: ignore[import-not-found]  # `signal` would import enum
 import os
 import sys
 
-from runtime import log
+from runtime import log, trace_env
 from runtime.client import Response, RuntimeClient
 from runtime.codec import decode_event, dumps, encode_result
 from runtime.context import LambdaContext, freeze_environment
@@ -72,6 +72,7 @@ def _preload(want_asyncio: bool) -> None:
     from runtime import codec
 
     codec.preload()
+    trace_env.preload()
     if want_asyncio:
         import asyncio  # noqa: F401
 
@@ -264,11 +265,7 @@ class Runtime:
         tenant_id = headers.get("lambda-runtime-aws-tenant-id")
         log.request_id = request_id
         log.tenant_id = tenant_id
-        trace_id = headers.get("lambda-runtime-trace-id")
-        if trace_id is not None:
-            os.environ["_X_AMZN_TRACE_ID"] = trace_id
-        elif "_X_AMZN_TRACE_ID" in os.environ:
-            del os.environ["_X_AMZN_TRACE_ID"]
+        trace_env.set(headers.get("lambda-runtime-trace-id"))
         invocation_id = headers.get("lambda-runtime-invocation-id")
         extra = f"Lambda-Runtime-Invocation-Id: {invocation_id}\r\n" if invocation_id else ""
 
