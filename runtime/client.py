@@ -34,6 +34,7 @@ _IDLE_AFTER = 0.002  # seconds without an answer to `next` after which the runti
 PIPELINE_MAX = 65536
 # A connection used this recently is taken to be open, without a peek (a syscall) to check.
 _FRESH_FOR = 1.0
+_SO_RCVLOWAT: int = getattr(_socket, "SO_RCVLOWAT", 0)  # Linux and the BSDs have it
 
 
 class ConnectionLost(ConnectionError):
@@ -177,7 +178,7 @@ class RuntimeClient:
                 on_sent()
             try:
                 if not self._buf:
-                    if then and self._ack_len:
+                    if then and self._ack_len and _SO_RCVLOWAT:
                         self._first_bytes(sock, self._ack_len + 1, on_idle)
                     elif on_idle is not None:
                         self._wait_readable(sock, on_idle)
@@ -212,14 +213,14 @@ class RuntimeClient:
         length of the usual 202, the kernel wakes it once, when the event starts arriving.
         An answer of another length costs at worst the second wake-up (a longer one) or is
         read with the event (a shorter one); a signal or the connection's end wakes it too."""
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVLOWAT, lowat)
+        sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, lowat)
         try:
             if on_idle is not None:
                 self._wait_readable(sock, on_idle)
             if not self._buf:
                 self._fill(sock, False)
         finally:
-            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVLOWAT, 1)
+            sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, 1)
 
     def _wait_readable(self, sock: _socket.socket, on_idle: Callable[[], None]) -> None:
         sock.settimeout(_IDLE_AFTER)
