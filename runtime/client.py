@@ -82,6 +82,7 @@ class RuntimeClient:
         self._fresh = False
         self._used_at = 0.0  # monotonic time of the last complete answer
         self._ack_len = 0  # bytes of the last 2xx answer to a response sent with a `next`
+        self._lowat = 1  # the socket's receive low-water mark (see _first_bytes)
         self._last_len = 0  # bytes of the last answer read (0: not framed by Content-Length)
         self._next_sent = False  # a `next` went out behind the last response, not yet read
 
@@ -105,6 +106,7 @@ class RuntimeClient:
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self._sock = sock
             self._fresh = True
+            self._lowat = 1
             return sock
         raise err or OSError(f"cannot connect to {self.host}:{self.port}")
 
@@ -212,17 +214,27 @@ class RuntimeClient:
         context switch onto cold caches. With the receive low-water mark just above the
         length of the usual 202, the kernel wakes it once, when the event starts arriving.
         An answer of another length costs at worst the second wake-up (a longer one) or is
-        read with the event (a shorter one); a signal or the connection's end wakes it too."""
-        sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, lowat)
-        try:
-            if on_idle is not None:
-                self._wait_readable(sock, on_idle)
-            if not self._buf:
-                self._fill(sock, False)
-        finally:
-            sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, 1)
+        read with the event (a shorter one); a signal or the connection's end wakes it too.
+        The mark stays set for the next invocation's wait (no syscall while the 202's length
+        holds); every other read puts it back to 1 first (`_plain`)."""
+        if self._lowat != lowat:
+            sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, lowat)
+            self._lowat = lowat
+        if on_idle is not None:
+            self._wait_readable(sock, on_idle, keep_lowat=True)
+        if not self._buf:
+            self._fill(sock, False, keep_lowat=True)
 
-    def _wait_readable(self, sock: _socket.socket, on_idle: Callable[[], None]) -> None:
+    def _plain(self, sock: _socket.socket) -> None:
+        """A read that wants whatever has come: the low-water mark back to 1."""
+        sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, 1)
+        self._lowat = 1
+
+    def _wait_readable(
+        self, sock: _socket.socket, on_idle: Callable[[], None], keep_lowat: bool = False
+    ) -> None:
+        if self._lowat != 1 and not keep_lowat:
+            self._plain(sock)
         sock.settimeout(_IDLE_AFTER)
         try:
             n = sock.recv_into(self._rbuf)
@@ -236,7 +248,9 @@ class RuntimeClient:
             on_idle()
         # n == 0 (closed) is noticed again, and handled, by the read that follows
 
-    def _fill(self, sock: _socket.socket, got: bool) -> None:
+    def _fill(self, sock: _socket.socket, got: bool, keep_lowat: bool = False) -> None:
+        if self._lowat != 1 and not keep_lowat:
+            self._plain(sock)
         n = sock.recv_into(self._rbuf)
         if not n:
             raise ConnectionLost(got)
@@ -272,6 +286,8 @@ class RuntimeClient:
             body = b""
         else:
             # no framing: the body runs until the server closes the connection
+            if self._lowat != 1:
+                self._plain(sock)
             while n := sock.recv_into(self._rbuf):
                 buf += self._rview[:n]
             body = bytes(buf)
@@ -283,6 +299,8 @@ class RuntimeClient:
 
     def _read_large(self, sock: _socket.socket, n: int) -> bytes:
         # a big event (up to 6 MB) is read straight into its final buffer
+        if self._lowat != 1:
+            self._plain(sock)
         body = bytearray(n)
         view = memoryview(body)
         have = len(self._buf)

@@ -9,6 +9,8 @@ import json
 import signal
 import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -165,3 +167,49 @@ def test_sigterm_while_waiting_behind_a_response_exits_cleanly(api: RawApi) -> N
     finally:
         out = stop(proc)
     assert code == 0, out
+
+
+def _unread_by_runtime(api: RawApi) -> int | None:
+    """Bytes waiting in the runtime's receive queue (from /proc/net/tcp), None if not found."""
+    assert api.conn is not None
+    port = api.conn.getpeername()[1]
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/net/tcp")
+def test_an_event_that_arrives_in_pieces_is_read_whole(api: RawApi) -> None:
+    proc = started(api)
+    try:
+        for i in range(3):  # by now the runtime waits with its receive low-water mark set
+            serve_one(api, f"id-{i}")
+            assert api.conn is not None
+            api.conn.sendall(ACK)
+        api.send_event("id-3", {"n": "id-3", "pad": "x" * 400})
+        method, path, _ = api.request()
+        assert (method, path) == ("POST", f"{BASE}/id-3/response")
+        assert api.request()[:2] == ("GET", f"{BASE}/next")
+        event = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            b"Lambda-Runtime-Aws-Request-Id: id-4\r\n"
+            b"Lambda-Runtime-Deadline-Ms: 9999999999999\r\nContent-Length: 12\r\n\r\n"
+            b'{"n": "id-4"}'
+        )
+        event = event.replace(b"Content-Length: 12", b"Content-Length: 13")
+        # the 202 and all of the event but its last 3 bytes; those come once the runtime has
+        # taken the rest (fewer bytes than the low-water mark: it must not wait for more)
+        api.conn.sendall(ACK + event[:-3])
+        deadline = time.monotonic() + TIMEOUT
+        while _unread_by_runtime(api) != 0:
+            assert time.monotonic() < deadline, "the runtime never read the first piece"
+            time.sleep(0.005)
+        api.conn.sendall(event[-3:])
+        method, path, body = api.request()
+        assert (method, path) == ("POST", f"{BASE}/id-4/response")
+        assert json.loads(body)["event"] == {"n": "id-4"}
+    finally:
+        stop(proc)
