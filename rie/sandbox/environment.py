@@ -359,12 +359,11 @@ class Environment:
                 self._output,
                 cgroup_name=cgroup_name(self.id, self.init_count + 1),
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: what execve cannot pass (a NUL)
             log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
             self.state = EnvState.COLD
-            self._fail_queued(
-                "Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {exc.strerror}"
-            )
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            self._fail_queued("Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {reason}")
             self._settle_warm()
             return
         if self.state is not EnvState.INITIALIZING or (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -24,9 +25,11 @@ from rie.settings.config import (
     RUNTIME_ENTRY,
     USER_ENV_LIMIT,
     Config,
+    check_env_entry,
     check_function,
     read_env_file,
     resolve_command,
+    route_format,
 )
 from rie.settings.errors import ConfigError
 
@@ -234,17 +237,24 @@ def derive(base: Config, name: str, s: Settings, origin: str) -> Config:
     if "env_file" in s:
         user_env.update(read_env_file(s["env_file"]))
     for key, value in s.get("env", {}).items():
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) or value is None:
             raise ConfigError(f"{origin}: env.{key} must be a string, a number or a boolean")
-        user_env[str(key)] = (
-            ("true" if value else "false") if isinstance(value, bool) else str(value)
-        )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{origin}: env.{key} must be a finite number, got {value}")
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        check_env_entry(str(key), text, f"{origin}: env")
+        user_env[str(key)] = text
     user_env.update(base.user_env)  # the command line's --env wins
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append(f"{name}: the function's own variables exceed Lambda's 4 KB limit")
     routes = s.get("routes", [])
     if not all(isinstance(r, str) and r.strip() for r in routes):
         raise ConfigError(f"{origin}: routes must be strings such as 'GET /hello/{{name}}'")
+    if routes and "http_format" not in s:
+        # routes mean API Gateway: an HTTP API unless a format is given
+        s = {**s, "http_format": route_format(None, routes, f"{origin}: routes")}
+    else:
+        route_format(s.get("http_format", base.http_format), routes, f"{origin}: routes")
     layers = tuple(s.get("layers", []))
     for layer in layers:
         if not os.path.isdir(layer):
