@@ -31,9 +31,10 @@ from rie.settings.config import (
     resolve_command,
     route_format,
 )
-from rie.settings.errors import ConfigError
+from rie.settings.errors import ConfigError, shown
 
 Settings = dict[str, Any]
+MAX_CONFIG_BYTES = 1024 * 1024  # as a CloudFormation template: a config is far smaller
 
 # key -> (the types it takes, what to say when it has another)
 KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -150,11 +151,21 @@ def read_toml(path: str) -> list[tuple[str, Settings]]:
 
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 1024} KB")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config {path}: not UTF-8 text, as TOML must be ({exc.reason} at byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"--config {path}: not valid TOML: nested too deeply") from None
     unknown = set(doc) - {"functions", "defaults"}
     if unknown:
         raise ConfigError(
@@ -182,10 +193,12 @@ def read_toml(path: str) -> list[tuple[str, Settings]]:
 def check_keys(settings: Mapping[str, object], origin: str) -> None:
     for key, value in settings.items():
         if key not in KEYS:
-            raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
+            raise ConfigError(
+                f"{origin}: unknown key {shown(key)} (known: {', '.join(sorted(KEYS))})"
+            )
         kinds, meaning = KEYS[key]
         if (isinstance(value, bool) and key not in _BOOLEAN_KEYS) or not isinstance(value, kinds):
-            raise ConfigError(f"{origin}: {key} must be {meaning}, got {value!r}")
+            raise ConfigError(f"{origin}: {key} must be {meaning}, got {shown(value)}")
 
 
 def relative_to(settings: Settings, directory: str) -> Settings:
