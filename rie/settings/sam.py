@@ -130,10 +130,22 @@ def parse(text: str, origin: str) -> dict[str, Any]:
     try:
         doc = yaml.load(text, Loader=_loader())  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not a valid template: {exc}") from None
+        raise ConfigError(f"{origin}: not a valid template: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: not a valid template: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{origin}: a template is a YAML mapping")
     return doc
+
+
+def _one_line(exc: Exception) -> str:
+    """PyYAML's message is several lines (with the offending text drawn): its problem and place."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{' '.join(str(problem).split())}{where}"
 
 
 class Resolver:
