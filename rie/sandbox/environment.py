@@ -198,12 +198,15 @@ class Environment:
         self._release_held()
         if host is not None:
             code = await self._shutdown_host(host, "spindown", process, grace_s)
+            if process is not None:
+                self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
             if code is not None:
                 self._fail_all(
                     "Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}"
                 )
         elif process is not None:
             code = await process.stop(grace_s)
+            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
             self._flush_partial()
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
         self._fail_all(
@@ -763,6 +766,7 @@ class Environment:
                 code = await process.exited
         else:
             code = await process.stop(0)
+        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         self._after_exit(process, code)
 
     def _exited(self, process: Process, code: int) -> None:
