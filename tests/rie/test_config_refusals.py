@@ -221,3 +221,12 @@ def test_function_url_with_path_parameters_is_refused(tmp_path: Path) -> None:
         "--handler", "app.handler", "--task-root", str(HTTP_FIX),
     )  # fmt: skip
     refused(done, "--route", "Function URL")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_rie_invoke_refuses_a_non_finite_timeout(value: str) -> None:
+    done = subprocess.run(
+        [PY, "-m", "rie", "invoke", "--timeout", value, "--endpoint", "http://127.0.0.1:9"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    refused(done, "--timeout", "finite")
