@@ -109,6 +109,30 @@ def test_the_maximum_concurrency_starts_small_and_stops_at_once() -> None:
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.timeout(120)
+def test_event_workers_are_made_on_demand_up_to_the_limit() -> None:
+    """Workers are made as events arrive: a burst of Event invocations still runs in parallel,
+    at most --max-concurrency at once, and a second burst after the first is served too."""
+    fixtures = REPO / "tests" / "scaling" / "fixtures"
+    flags = ["--max-concurrency", "3", "--task-root", str(fixtures), "--handler", "fn.handler"]
+    with rie(*flags) as r:
+        for _ in range(2):
+            start = len(r.lines)
+            for i in range(6):
+                reply = r.invoke(
+                    {"action": "sleep", "s": 1, "n": i}, headers={"X-Amz-Invocation-Type": "Event"}
+                )
+                assert reply.status == 202
+            for _ in range(6):
+                r.wait_for(r"REPORT RequestId: ", 60, start)
+                start = next(
+                    i + 1 for i in range(start, len(r.lines)) if "REPORT RequestId" in r.lines[i]
+                )
+        text = r.output()
+    # 6 environments were never needed: 3 at most ran at once, and each was made once
+    assert text.count("Init Duration") == 3, text
+
+
 # --- item 7: variables a process cannot be given ----------------------------------------------
 
 
