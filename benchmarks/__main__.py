@@ -24,6 +24,7 @@ from benchmarks.floor_server import LOOP_NAME
 from benchmarks.scenarios import (
     cold_start,
     concurrency,
+    dashboard,
     emulator,
     extensions,
     http_front,
@@ -41,6 +42,7 @@ SCENARIOS = {
     "concurrency": concurrency,
     "http_front": http_front,
     "extensions": extensions,
+    "dashboard": dashboard,
 }
 
 

@@ -576,6 +576,31 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
         out.append((ex["title"], [ex["method"], "", *lines, *_skips(ex)]))
     elif ex:
         out.append((ex["title"], _skips(ex)))
+    db = results.get("dashboard")
+    if db and db.get("rows"):
+        lines = _table(
+            ["variant", "n", "median µs", "p99 µs", "invokes/s", "rie CPU µs/inv"],
+            [
+                [
+                    r["variant"],
+                    r["n"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["invocations_per_s"],
+                    r["emulator_cpu_us_per_invoke"],
+                ]
+                for r in db["rows"]
+            ],
+        )
+        lines += [
+            "",
+            f"rie CPU per invocation with a page open: {db['page_open_cpu_growth_pct']:+} % "
+            f"(goal ≤ +10 %); with the flag and no page, against no flag: "
+            f"{db['no_page_vs_no_flag_pct']:+} %; {db['pushes_read']} pushes read.",
+        ]
+        out.append((db["title"], [db["method"], "", *lines, *_skips(db)]))
+    elif db:
+        out.append((db["title"], _skips(db)))
     return out
 
 

@@ -1,9 +1,9 @@
-"""The `rie` command: a drop-in for the official emulator's CLI, plus two subcommands.
+"""The `rie` command: a drop-in for the official emulator's CLI, plus three subcommands.
 
-`rie event ...` (sample events) and `rie invoke ...` (a client for a running rie) are recognised
-only as the very first word, so every form of the official emulator's command line
-(`rie [flags] [--] COMMAND ARGS...`) keeps its meaning, even for a bootstrap named `event` or
-`invoke` given after flags or `--`.
+`rie event ...` (sample events), `rie invoke ...` (a client for a running rie) and `rie tune ...`
+(power tuning, rie/dev/tune.py) are recognised only as the very first word, so every form of the
+official emulator's command line (`rie [flags] [--] COMMAND ARGS...`) keeps its meaning, even for
+a bootstrap named `event`, `invoke` or `tune` given after flags or `--`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _LEVELS = {
     "warn": logging.WARNING,
     "error": logging.ERROR,
 }
-SUBCOMMANDS = ("event", "invoke")
+SUBCOMMANDS = ("event", "invoke", "tune")
 
 
 def main(argv: list[str] | None = None) -> int:

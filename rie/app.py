@@ -31,6 +31,7 @@ from rie.sandbox.supervisor import MemoryCgroup, sweep_leftovers
 from rie.settings.config import Config
 
 if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
+    from rie.fronts.dashboard import Dashboard
     from rie.http.aiohttp_server import Runner
     from rie.settings.layers import Layers
 
@@ -99,6 +100,9 @@ class Server:
         self._stop_watching = asyncio.Event()
         self._http_runner: Runner | None = None
         self.http_port = 0
+        self._dashboard_runner: Runner | None = None
+        self.dashboard: Dashboard | None = None
+        self.dashboard_port = 0
         self._first_endpoint_taken = False
         self.invoke_port = 0
 
@@ -139,6 +143,11 @@ class Server:
     async def start(self) -> None:
         # what an emulator killed outright left (processes, cgroups, TMPDIRs) goes first
         sweep_leftovers()
+        from rie.sandbox.policy import summary
+
+        for fn in self.functions:
+            # what the sandbox enforces here and what not (and why): never silent
+            print(summary(fn.config), file=sys.stderr, flush=True)
         # aiohttp's import is most of rie's start-up: it runs in a thread while the first
         # environments start, so that their runtimes' init (which Lambda may run ahead of the
         # first invoke) is hidden behind it rather than added to it
@@ -183,10 +192,44 @@ class Server:
         )
         if self.config.http_address is not None:
             await self._start_http(self.config.http_address.host, self.config.http_address.port)
+        if self.config.dashboard_address is not None:
+            await self._start_dashboard(
+                self.config.dashboard_address.host, self.config.dashboard_address.port
+            )
+
+    async def _start_dashboard(self, host: str, port: int) -> None:
+        from rie.fronts.dashboard import AllowedHosts, Dashboard  # only with --dashboard
+        from rie.http.aiohttp_server import listen
+
+        allowed = AllowedHosts(host, port)
+        self.dashboard = Dashboard(self.functions, allowed)
+        try:
+            self._dashboard_runner, self.dashboard_port = await listen(
+                self.dashboard.build_app(),
+                host,
+                port,
+                fallback=False,
+                head_timeout_s=self.config.request_head_timeout_s,
+                keepalive_timeout_s=self.config.keepalive_timeout_s,
+                shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror} (the dashboard, --dashboard {host}:{port})"
+            ) from exc
+        # the Host check needs the port: with port 0 it is known once bound (and no request is
+        # handled before this line: nothing was awaited since the socket started listening)
+        allowed.port = self.dashboard_port
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"rie: dashboard at http://{shown}:{self.dashboard_port}/",
+            file=sys.stderr,
+            flush=True,
+        )
 
     async def _start_http(self, host: str, port: int) -> None:
         from rie.fronts.http_front import HttpFront  # only when the front is asked for
-        from rie.http.aiohttp_server import listen
+        from rie.fronts.server import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart
@@ -196,9 +239,9 @@ class Server:
         try:
             self._http_runner, self.http_port = await listen(
                 front.build_app(),
+                front.refusal,
                 host,
                 port,
-                fallback=False,
                 head_timeout_s=self.config.request_head_timeout_s,
                 keepalive_timeout_s=self.config.keepalive_timeout_s,
                 shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
@@ -224,10 +267,12 @@ class Server:
         deadline = time.monotonic() + grace
         term_s, close_s = _shares(grace)
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
-        for runner in (self._runner, self._http_runner):
+        for runner in (self._runner, self._http_runner, self._dashboard_runner):
             if runner is not None:
                 for site in list(runner.sites):
                     await site.stop()
+        if self.dashboard is not None:
+            await self.dashboard.close()  # its pages' streams end: they would hold the shutdown
         if self._watching is not None:
             self._stop_watching.set()
             try:
@@ -249,7 +294,7 @@ class Server:
         within_s = max(0.05, deadline - time.monotonic())
         await asyncio.gather(*(fn.events.close(within_s=within_s) for fn in self.functions))
         # 5. answers are out: close the callers' connections
-        for runner in (self._runner, self._http_runner):
+        for runner in (self._runner, self._http_runner, self._dashboard_runner):
             if runner is not None:
                 await runner.cleanup()
         # 6. memory cgroups whose processes were still leaving when their environment stopped

@@ -4,6 +4,8 @@ HTTP and stops it; the pytest plugin's `lambda_function` fixture is a thin facto
 Standard library only, imported only when a test uses it. Invariants: the emulator listens on ports
 the kernel picked (read back from its own start-up line), so tests can run in parallel; `stop()`
 always leaves no process behind (SIGTERM, then SIGKILL of its process group after a bound).
+pyrie's own test suite starts rie through this class too (tests/helpers.py adds only what users
+do not need), so what users run is what the suite proves.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 _INVOKE_LINE = re.compile(r"Invoke API listening on (http://\S+)")
 # the HTTP front's start-up line: any other "listening on http://..." line of rie's
@@ -42,6 +44,21 @@ class InvokeError(Exception):
 
 
 @dataclass
+class Response:
+    """An HTTP answer as it came: status, headers (names lower-cased) and body."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
 class InvokeResult:
     payload: object  # the decoded JSON result (or error), bytes when it is not JSON
     function_error: str | None  # "Unhandled" when the function failed
@@ -52,13 +69,26 @@ class InvokeResult:
 
 
 class LambdaFunction:
-    """A running rie serving one or more functions, started by `start()`."""
+    """A running rie serving one or more functions, started by `start()`.
 
-    def __init__(self, args: Sequence[str], cwd: PathLike | None = None, name: str | None = None):
+    `args` are rie's command line (`rie_arguments()` builds one from keywords); `environ` adds
+    variables to rie's own environment, which its runtimes inherit (the function's own variables
+    are `--env` flags instead)."""
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: PathLike | None = None,
+        name: str | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ):
         self.args = list(args)
         self.cwd = cwd
         self.name = name or "function"
+        self.environ = dict(environ or {})
         self.endpoint_url = ""
+        self.killed = False  # stop() had to SIGKILL rie: it did not exit within its grace
         self._http_url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: list[str] = []
@@ -67,9 +97,11 @@ class LambdaFunction:
 
     # --- life -------------------------------------------------------------------------------
 
-    def start(self) -> LambdaFunction:
+    def start(self, timeout: float = START_TIMEOUT_S) -> LambdaFunction:
+        """Start rie and wait (up to `timeout` seconds) until it listens."""
         env = dict(os.environ)
         env.pop("AWS_LAMBDA_RUNTIME_API", None)
+        env.update(self.environ)
         cmd = [
             sys.executable, "-m", "rie",
             "--runtime-interface-emulator-address", "127.0.0.1:0",
@@ -87,9 +119,9 @@ class LambdaFunction:
         )
         threading.Thread(target=self._read, daemon=True).start()
         try:
-            self.endpoint_url = self.wait_for_log(_INVOKE_LINE, START_TIMEOUT_S).group(1)
+            self.endpoint_url = self.wait_for_log(_INVOKE_LINE, timeout).group(1)
             if "--http" in self.args:
-                self._http_url = self.wait_for_log(_HTTP_LINE, START_TIMEOUT_S).group(1)
+                self._http_url = self.wait_for_log(_HTTP_LINE, timeout).group(1)
         except BaseException:
             self.stop()
             raise
@@ -97,28 +129,34 @@ class LambdaFunction:
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            with self._cond:
-                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self._cond.notify_all()
+        with self._proc.stdout as out:
+            for raw in out:
+                with self._cond:
+                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                    self._cond.notify_all()
         with self._cond:
             self._eof = True
             self._cond.notify_all()
 
-    def stop(self) -> int | None:
-        """SIGTERM (rie answers what is in flight and stops its runtimes), SIGKILL if it lingers."""
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """`sig` (SIGTERM: rie answers what is in flight and stops its runtimes), then SIGKILL of
+        its process group if it is still running after `timeout` seconds (`killed` says so).
+        rie's exit status; None if it was never started."""
         proc = self._proc
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             try:
-                proc.wait(STOP_TIMEOUT_S)
+                proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        # rie's last lines (its shutdown summary) are read to the end before stop() returns;
+        # only rie holds its stdout, so the end comes as it exits: the bound is a guard
+        with self._cond:
+            self._cond.wait_for(lambda: self._eof, STOP_TIMEOUT_S)
         return proc.returncode
 
     def __enter__(self) -> LambdaFunction:
@@ -126,6 +164,11 @@ class LambdaFunction:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """rie's process (the leader of its own session), once started."""
+        return self._proc
 
     # --- reading its log --------------------------------------------------------------------
 
@@ -135,13 +178,22 @@ class LambdaFunction:
         with self._cond:
             return "\n".join(self._lines)
 
-    def wait_for_log(self, pattern: str | re.Pattern[str], timeout: float = 10.0) -> re.Match[str]:
-        """The first line of output matching `pattern`, waiting up to `timeout` seconds for it."""
+    @property
+    def log_lines(self) -> list[str]:
+        """The lines rie printed so far (a copy); `len(fn.log_lines)` marks a point to wait from."""
+        with self._cond:
+            return list(self._lines)
+
+    def wait_for_log(
+        self, pattern: str | re.Pattern[str], timeout: float = 10.0, start: int = 0
+    ) -> re.Match[str]:
+        """The first line of output matching `pattern` (from line `start` on), waiting up to
+        `timeout` seconds for it. RuntimeError, with rie's output, when none comes."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for line in self._lines:
+                for line in self._lines[start:]:
                     m = rx.search(line)
                     if m:
                         return m
@@ -160,6 +212,29 @@ class LambdaFunction:
         if self._http_url is None:
             raise RuntimeError("no HTTP front: start the function with http=True")
         return self._http_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 60.0,
+        url: str | None = None,
+    ) -> Response:
+        """One raw HTTP request to the Invoke API (or to `url`, e.g. `fn.http_url`), answered as it
+        came, errors included: for what `invoke()` does not cover (`/metrics`, streamed invokes,
+        malformed requests, the HTTP front)."""
+        split = urlsplit(url or self.endpoint_url)
+        conn = http.client.HTTPConnection(split.hostname or "", split.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            response = conn.getresponse()
+            data = response.read()
+        finally:
+            conn.close()
+        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
 
     def invoke(
         self,
@@ -223,6 +298,7 @@ def rie_arguments(
     env: Mapping[str, str] | None = None,
     timeout: float | None = 3,
     memory: int | None = None,
+    sandbox: str | None = None,
     http: bool = False,
     template: PathLike | None = None,
     config: PathLike | None = None,
@@ -258,6 +334,8 @@ def rie_arguments(
         out += ["--timeout", str(timeout)]
     if memory is not None:
         out += ["--memory", str(memory)]
+    if sandbox is not None:  # "lambda" or "off" (docs/resources.md); default: RIE_SANDBOX, lambda
+        out += ["--sandbox", sandbox]
     if http:
         from rie.settings.config import build_parser
 

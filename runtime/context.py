@@ -147,9 +147,10 @@ class LambdaContext:
 
     def log(self, msg: object) -> None:
         """Write `msg` to the function's log as it is (no newline added)."""
-        from runtime import log
+        # by its full name: `runtime` may be the function's own module by now (runtime.handler)
+        from runtime.log import current_sink
 
-        sink = log.current_sink()
+        sink = current_sink()
         if sink is not None:
             sink.log(str(msg))
         else:

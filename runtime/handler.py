@@ -27,6 +27,22 @@ if TYPE_CHECKING:
     Handler = Callable[[Any, Any], Any]
 
 
+def make_way() -> None:
+    """Leave the name `runtime` to the function's own module when it has one (a `runtime.py`
+    beside its handler, in a layer): its `import runtime` must get its module, not this client.
+
+    Only the top-level name is given up: this client's modules stay loaded under their full
+    names (`runtime.loop`, ...), which its code holds and imports by, so it goes on working."""
+    own = sys.modules.get("runtime")
+    if own is None:
+        return
+    from importlib.machinery import PathFinder  # loaded with importlib; costs a lookup
+
+    found = PathFinder.find_spec("runtime", sys.path)
+    if found is not None and found.origin != getattr(own, "__file__", None):
+        del sys.modules["runtime"]
+
+
 def resolve(spec: str) -> Handler:
     """Import the handler's module and return the function; raise FaultError on known failures.
 
@@ -43,6 +59,7 @@ def resolve(spec: str) -> Handler:
                 BUILT_IN_MODULE_CONFLICT,
                 f"Cannot use built-in module {module_name} as a handler module",
             )
+        make_way()
         module = importlib.import_module(module_name.replace("/", "."))
     except ImportError as e:
         raise FaultError(

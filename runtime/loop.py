@@ -71,9 +71,9 @@ def _preload(want_asyncio: bool) -> None:
     # here, Python would only note it, and the main thread would stay blocked in `next`'s recv,
     # never running the handler: leave signals to the main thread.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM, _signal.SIGINT})
-    from runtime import codec
+    from runtime.codec import preload  # by its full name (see runtime.handler.make_way)
 
-    codec.preload()
+    preload()
     if want_asyncio:
         import asyncio  # noqa: F401
 
@@ -142,7 +142,9 @@ class Runtime:
         if stdout is not None and hasattr(stdout, "reconfigure"):
             # print() output must reach the log as each line is written, not at exit
             stdout.reconfigure(line_buffering=True)
-        task_root = os.environ.get("LAMBDA_TASK_ROOT")
+        # the working directory stands in for an unset task root, as `-c` and `-m` would have it
+        # on sys.path (the entry point takes it off so that this client is imported first)
+        task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
         if task_root:
             if task_root in sys.path:
                 sys.path.remove(task_root)

@@ -1,119 +1,81 @@
-"""Shared test harness: runs `python -m rie` as a real process on real ports and talks to it over HTTP."""
+"""What the suite needs beyond rie.testing (the users' harness, which starts every rie here):
+raw HTTP replies, AssertionErrors with rie's output, finding every process a rie started, boto3
+clients without retries, and the repository's paths."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import signal
 import subprocess
-import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from rie.testing import LambdaFunction
+from rie.testing import Response as Reply
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INVOKE_PATH = "/2015-03-31/functions/{name}/invocations"
-_LISTEN_RE = re.compile(r"Invoke API listening on http://([\d.]+):(\d+)")
 MARKER_VAR = "PYRIE_TEST_MARKER"
 # rie's pid -> the marker its environment carries (and so every process its runtimes start)
 _MARKERS: dict[int, str] = {}
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-@dataclass
 class RieProcess:
-    """`python -m rie ARGS` started in its own session; its stdout is collected line by line."""
+    """`python -m rie ARGS` started by rie.testing's LambdaFunction (the harness users' tests use),
+    seen as the suite needs it: raw `Reply`s (errors are answers, not exceptions), AssertionError
+    with rie's output when a line does not come or rie does not stop in time, and a marker
+    variable in its environment by which `pids_in_session` finds every process it started.
+    With a `port` and no `start()`, it only talks to a rie someone else started."""
 
-    args: list[str]
-    env: dict[str, str] | None = None
-    cwd: Path | None = None
-    host: str = "127.0.0.1"
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    lines: list[str] = field(default_factory=list)
-    _cond: threading.Condition = field(default_factory=threading.Condition)
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        # rie passes its environment on to runtimes, so this marks every process they start
+        self.marker = uuid.uuid4().hex
+        self.fn = LambdaFunction(
+            args, cwd=cwd or REPO, environ={**(env or {}), MARKER_VAR: self.marker}
+        )
+        if port:
+            self.fn.endpoint_url = f"http://{host}:{port}"
 
     def start(self, timeout: float = 15.0) -> RieProcess:
-        env = dict(os.environ)
-        env.pop("AWS_LAMBDA_RUNTIME_API", None)
-        env.update(self.env or {})
-        # rie passes its environment on to runtimes, so this marks every process they start
-        env[MARKER_VAR] = uuid.uuid4().hex
-        cmd = [
-            sys.executable, "-m", "rie",
-            "--runtime-interface-emulator-address", "127.0.0.1:0",
-            "--runtime-api-address", "127.0.0.1:0",
-            *self.args,
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=self.cwd or REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _MARKERS[self.proc.pid] = env[MARKER_VAR]
-        threading.Thread(target=self._read, daemon=True).start()
-        m = self.wait_for(_LISTEN_RE, timeout)
-        self.host, self.port = m.group(1), int(m.group(2))
+        try:
+            self.fn.start(timeout)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+        assert self.proc is not None
+        _MARKERS[self.proc.pid] = self.marker
         return self
 
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self.lines.append("<EOF>")
-            self._cond.notify_all()
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.fn.process
+
+    @property
+    def lines(self) -> list[str]:
+        return self.fn.log_lines
 
     def output(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self.fn.logs
 
     def wait_for(
         self, pattern: str | re.Pattern[str], timeout: float = 10.0, start: int = 0
     ) -> re.Match[str]:
         """Wait for a line of output matching `pattern` (searched from line `start`)."""
-        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines[start:]:
-                    m = rx.search(line)
-                    if m:
-                        return m
-                if "<EOF>" in self.lines[-1:]:
-                    raise AssertionError(
-                        f"rie exited before printing {rx.pattern!r}:\n" + "\n".join(self.lines)
-                    )
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"no line matching {rx.pattern!r} in:\n" + "\n".join(self.lines)
-                    )
-                self._cond.wait(left)
+        try:
+            return self.fn.wait_for_log(pattern, timeout, start)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
 
     def request(
         self,
@@ -123,14 +85,7 @@ class RieProcess:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> Reply:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=dict(headers or {}))
-            resp = conn.getresponse()
-            data = resp.read()
-            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
-        finally:
-            conn.close()
+        return self.fn.request(method, path, body, headers, timeout=timeout)
 
     def invoke(
         self,
@@ -148,21 +103,23 @@ class RieProcess:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return self.fn.endpoint_url
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.endpoint).port or 0
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-                raise AssertionError(
-                    "rie did not exit within the grace period:\n" + self.output()
-                ) from None
-        return self.proc.returncode
+        code = self.fn.stop(sig, timeout)
+        if self.fn.killed:
+            raise AssertionError("rie did not exit within the grace period:\n" + self.output())
+        assert code is not None
+        return code
 
     def __enter__(self) -> RieProcess:
         return self.start()

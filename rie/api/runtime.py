@@ -214,7 +214,7 @@ class InvocationRoute(_Route):
                 inv.start_stream()
                 inv.stream_content_type = req.headers.get("content-type")
                 req.limit = STREAM_LIMIT
-                req.sink = _StreamCollector(inv)
+                req.sink = _StreamCollector(inv, conn)
         except RieError as error:
             return error
         return None
@@ -263,6 +263,7 @@ class InvocationRoute(_Route):
 
 def _end_stream(req: Request, collector: _StreamCollector) -> None:
     inv = collector.inv
+    collector.release()
     if inv.state is not State.STREAMING:
         return  # ended meanwhile (timeout): the runtime's late trailers change nothing
     error_type = req.headers.get(H_ERROR_TYPE)
@@ -280,11 +281,25 @@ def _end_stream(req: Request, collector: _StreamCollector) -> None:
 class _StreamCollector:
     """Passes a streamed response on to a streaming caller, or gathers it for a buffered one."""
 
-    __slots__ = ("_chunks", "inv")
+    __slots__ = ("_chunks", "_conn", "inv")
 
-    def __init__(self, inv: Invocation) -> None:
+    def __init__(self, inv: Invocation, conn: Connection) -> None:
         self.inv = inv
         self._chunks: list[bytes] = []
+        self._conn: Connection | None = conn
+        inv.on_hold = self._hold
+
+    def _hold(self, hold: bool) -> None:
+        if self._conn is not None:
+            self._conn.hold(hold)
+
+    def release(self) -> None:
+        """The stream is over: the connection is read again (its next request is the runtime's
+        `next`), whatever its caller still asks."""
+        self.inv.on_hold = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.hold(False)
 
     @property
     def limit(self) -> int:
@@ -301,6 +316,7 @@ class _StreamCollector:
         return b"".join(self._chunks)
 
     def cut_short(self) -> None:
+        self.release()
         if self.inv.state is State.STREAMING:
             message = "Runtime closed the response stream before it was complete"
             body = json.dumps(

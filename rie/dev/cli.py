@@ -31,6 +31,10 @@ EXIT_UNREACHABLE = 4
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "tune":
+        from rie.dev import tune  # starts ries of its own: only for `rie tune`
+
+        return tune.main(argv[1:])
     if argv[0] == "event":
         return event_main(argv[1:])
     return invoke_main(argv[1:])

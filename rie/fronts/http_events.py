@@ -17,10 +17,13 @@ import binascii
 import enum
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
+
+import orjson
 
 from rie.settings.routes import Route
 
@@ -306,21 +309,61 @@ def _event_v1(api: Api, req: HttpRequest, info: EventInfo) -> dict[str, object]:
 
 # --- results ----------------------------------------------------------------------------------
 
+# a header name is an RFC 9110 token; a value holds no control character but HTAB (a CR or LF
+# would end the header early and let the function write headers of its own choosing)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# framing is the front's: what the function says about it is not sent (the front counts the body
+# itself). A REST API keeps the function's Content-Length and Connection under
+# x-amzn-Remapped-*; the others are dropped
+_FRAMING = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "trailer",
+        "te",
+    }
+)
+_REMAPPED = frozenset({"content-length", "connection"})
+
 
 def _header_value(name: str, value: object) -> str:
+    if not _TOKEN.match(name):
+        raise MalformedResult(f"header name {name!r} is not an HTTP token")
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise MalformedResult(f"header {name!r}: the value must be a string, number or boolean")
+        text = "true" if value else "false"
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        raise MalformedResult(f"header {name!r}: the value must be a string, number or boolean")
+    if _CONTROL.search(text):
+        raise MalformedResult(f"header {name!r}: the value holds a control character")
+    return text
+
+
+def _sendable(headers: list[tuple[str, str]], remap: bool) -> list[tuple[str, str]]:
+    """The function's headers without those about framing (remapped on a REST API)."""
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in _FRAMING:
+            out.append((name, value))
+        elif remap and lower in _REMAPPED:
+            out.append((f"x-amzn-Remapped-{name}", value))
+    return out
 
 
 def _status(doc: Mapping[str, object]) -> int:
     status = doc.get("statusCode")
-    if isinstance(status, str) and status.isdigit():
+    if isinstance(status, str) and status.isascii() and status.isdigit() and len(status) <= 3:
         status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        raise MalformedResult("statusCode must be an HTTP status, 100-599")
+    # 1xx is never a final answer: a function cannot send one
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise MalformedResult("statusCode must be an HTTP status, 200-599")
     return status
 
 
@@ -356,15 +399,19 @@ def _cookie_headers(doc: Mapping[str, object]) -> list[tuple[str, str]]:
         return []
     if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
         raise MalformedResult("cookies must be a list of strings")
+    if any(_CONTROL.search(c) for c in cookies):
+        raise MalformedResult("a cookie holds a control character")
     return [("Set-Cookie", c) for c in cookies]
 
 
 def map_result(fmt: Format, payload: bytes) -> HttpAnswer:
     """The HTTP answer for a function's successful result (MalformedResult if it is not one)."""
     try:
-        doc = json.loads(payload) if payload.strip() else None
-    except ValueError:
-        raise MalformedResult("the result is not JSON") from None
+        # orjson bounds nesting (1,024 levels) and refuses numbers no double holds: a result
+        # too deep or too long to map is malformed rather than an error of the front's
+        doc = orjson.loads(payload) if payload.strip() else None
+    except orjson.JSONDecodeError:
+        raise MalformedResult("the result is not JSON this front can read") from None
     if fmt is Format.REST_API:
         return _result_v1(doc)
     return _result_v2(doc, payload)
@@ -380,6 +427,7 @@ def _result_v2(doc: object, payload: bytes) -> HttpAnswer:
         return HttpAnswer(200, (("Content-Type", "application/json"),), payload)
     status = _status(doc)
     headers = [(k, _header_value(k, v)) for k, v in _headers_map(doc, "headers").items()]
+    headers = _sendable(headers, remap=False)
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", "application/json"))
     headers += _cookie_headers(doc)
@@ -410,6 +458,7 @@ def _result_v1(doc: object) -> HttpAnswer:
         # where both maps name a header, only multiValueHeaders' values are kept
         if name.lower() not in multi_names:
             headers.append((name, _header_value(name, value)))
+    headers = _sendable(headers, remap=True)
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", "application/json"))
     return HttpAnswer(status, tuple(headers), _body(doc))
@@ -422,8 +471,8 @@ def split_prelude(data: bytes) -> tuple[dict[str, object], bytes] | None:
     if end < 0:
         return None
     try:
-        prelude = json.loads(data[:end]) if data[:end].strip() else {}
-    except ValueError:
+        prelude = orjson.loads(data[:end]) if data[:end].strip() else {}
+    except orjson.JSONDecodeError:
         raise MalformedResult("the streamed response's prelude is not JSON") from None
     if not isinstance(prelude, dict):
         raise MalformedResult("the streamed response's prelude must be an object")
@@ -434,6 +483,7 @@ def prelude_head(prelude: Mapping[str, object]) -> tuple[int, tuple[tuple[str, s
     """Status and headers (cookies as Set-Cookie) from a streamed response's prelude."""
     status = _status(prelude) if "statusCode" in prelude else 200
     headers = [(k, _header_value(k, v)) for k, v in _headers_map(prelude, "headers").items()]
+    headers = _sendable(headers, remap=False)
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", "application/octet-stream"))
     headers += _cookie_headers(prelude)

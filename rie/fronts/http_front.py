@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from aiohttp import web
@@ -41,6 +41,7 @@ from rie.fronts.http_events import (
     split_prelude,
     with_cors,
 )
+from rie.fronts.server import Refusal, refusal_for
 from rie.http.aiohttp_server import body_truncated
 from rie.model.errors import SYNC_PAYLOAD_LIMIT, ServiceUnavailable, TooManyRequests
 from rie.model.invocation import Invocation, Request
@@ -144,8 +145,38 @@ class HttpFront:
     def build_app(self) -> web.Application:
         # limits are enforced while reading, before buffering; aiohttp's own is a backstop
         app = web.Application(client_max_size=API_GATEWAY_LIMIT + 1)
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", "/{tail:.*}", self.handle, expect_handler=self._expect)
         return app
+
+    @property
+    def refusal(self) -> Refusal:
+        """How the front refuses a request below its handler (malformed, unroutable)."""
+        fmt = self._bound[0].format if self._bound else Format.HTTP_API
+        return refusal_for("Message" if fmt is Format.FUNCTION_URL else "message")
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        """`Expect: 100-continue`: a body over the limit is refused at once, before the client
+        sends it (as the Invoke API does); any other expectation is unmet (417)."""
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return self.refusal(417, "Expectation Failed")
+        target = _target(request.raw_path)
+        found = None if target is None else self._route(request.method, target[0])
+        if found is not None:
+            bound = found[0]
+            declared = request.content_length
+            if declared is not None and declared > _limit(bound):
+                return self._refuse(Failure.TOO_LARGE, bound.format)
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer itself has not begun
+        return None
+
+    def _refuse(self, failure: Failure, fmt: Format | None = None) -> web.Response:
+        fmt = fmt or (self._bound[0].format if self._bound else Format.HTTP_API)
+        response = self._answer(fmt, failure_answer(fmt, failure))
+        # the body the client may still send is not read: the connection ends with the answer
+        response.force_close()
+        return response
 
     def _route(self, method: str, raw_path: str) -> _Found | None:
         """The target of a request: `/lambda-url/NAME/...` names one when there are several
@@ -179,13 +210,16 @@ class HttpFront:
         return lines
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw_path = request.raw_path.partition("?")[0]
+        target = _target(request.raw_path)
+        if target is None:
+            return self._refuse(Failure.BAD_REQUEST)
+        raw_path, raw_query = target
         peer = request.transport.get_extra_info("peername") if request.transport else None
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         head = HttpRequest(
             method=request.method,
             raw_path=raw_path,
-            raw_query=request.query_string,
+            raw_query=raw_query,
             headers=tuple(
                 (k.decode("latin-1"), v.decode("utf-8", "replace")) for k, v in request.raw_headers
             ),
@@ -213,9 +247,8 @@ class HttpFront:
                 head.header("access-control-request-headers"),
             )
             return self._answer(bound.format, preflight, counted_by=bound.target.metrics)
-        limit = SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
         try:
-            body = await _read_body(request, limit)
+            body = await _read_body(request, _limit(bound))
         except ConnectionResetError:
             # the client half-closed before sending all of its body: no one to invoke for
             return self._answer(bound.format, failure_answer(bound.format, Failure.BAD_REQUEST))
@@ -299,6 +332,10 @@ class HttpFront:
         except MalformedResult as exc:
             log.warning("%s: malformed response for %s: %s", inv.request_id, fmt.value, exc)
             return failure_answer(fmt, Failure.MALFORMED)
+        except Exception:
+            # a result no check foresaw is still the function's bad result: its front's 502
+            log.exception("%s: unmappable response for %s", inv.request_id, fmt.value)
+            return failure_answer(fmt, Failure.MALFORMED)
 
     def _answer(
         self,
@@ -324,14 +361,28 @@ class HttpFront:
     async def _stream(
         self, request: web.Request, bound: _Bound, inv: Invocation, origin: str | None
     ) -> web.StreamResponse:
-        fmt = bound.format
-        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-        inv.on_chunk = chunks.put_nowait
+        chunks = _Chunks(inv)
+        inv.on_chunk = chunks.put
         run = asyncio.ensure_future(
             bound.target.pool.invoke(inv, bound.target.config.queue_timeout_s)
         )
         self._keep(run)
-        run.add_done_callback(lambda _: chunks.put_nowait(None))
+        run.add_done_callback(lambda _: chunks.end())
+        try:
+            return await self._relay(request, bound, inv, origin, run, chunks)
+        finally:
+            chunks.close()  # whatever happened, the runtime's stream is not held any more
+
+    async def _relay(
+        self,
+        request: web.Request,
+        bound: _Bound,
+        inv: Invocation,
+        origin: str | None,
+        run: asyncio.Future[None],
+        chunks: _Chunks,
+    ) -> web.StreamResponse:
+        fmt = bound.format
         response: web.StreamResponse | None = None
         pending = b""
         try:
@@ -340,6 +391,8 @@ class HttpFront:
                     pending += chunk
                     head = self._stream_head(inv, pending)
                     if head is None:
+                        if len(pending) > PRELUDE_LIMIT:
+                            raise MalformedResult("the prelude never ends")
                         continue  # the prelude is not complete yet
                     answer, pending = head
                     answer = with_cors(answer, bound.cors, origin)
@@ -357,7 +410,7 @@ class HttpFront:
             inv.on_chunk = _drop
             return self._answer(fmt, failure_answer(fmt, Failure.MALFORMED), bound, origin)
         except ConnectionResetError:
-            inv.on_chunk = _drop  # the client hung up: the function still runs to its end
+            chunks.close()  # the client hung up: the function still runs to its end
             await asyncio.shield(run)
             return response or web.Response(status=499)
         await asyncio.wait({run})
@@ -402,6 +455,78 @@ class HttpFront:
             return HttpAnswer(status, headers), rest
         content_type = inv.stream_content_type or "application/octet-stream"
         return HttpAnswer(200, (("Content-Type", content_type),)), data
+
+
+def _target(raw: str) -> tuple[str, str] | None:
+    """(path, query) of a request-target as sent, neither decoded; None if it names no path.
+
+    An absolute-form target (`GET http://host/p?q`, which a server must accept) gives its path
+    and query; `*` (OPTIONS) and an authority (CONNECT) name nothing a function serves."""
+    if not raw.startswith("/"):
+        if not raw.lower().startswith(("http://", "https://")):
+            return None
+        parts = urlsplit(raw)
+        return parts.path or "/", parts.query
+    path, _, query = raw.partition("?")
+    return path, query.partition("#")[0]
+
+
+def _limit(bound: _Bound) -> int:
+    return SYNC_PAYLOAD_LIMIT if bound.format is Format.FUNCTION_URL else API_GATEWAY_LIMIT
+
+
+# a streamed answer's chunks waiting for its client: past the high mark the runtime's stream is
+# held (its socket is not read), under the low mark it goes on
+STREAM_HIGH_WATER = 1024 * 1024
+STREAM_LOW_WATER = 256 * 1024
+# a streamed http-integration-response's JSON prelude (status, headers, cookies) is small: one
+# that has not ended within this many bytes is not one
+PRELUDE_LIMIT = 1024 * 1024
+
+
+class _Chunks:
+    """The chunks of one streamed answer on their way to its client, bounded in bytes."""
+
+    __slots__ = ("_ever_held", "_held", "_inv", "_queue", "_size")
+
+    def __init__(self, inv: Invocation) -> None:
+        self._inv = inv
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._size = 0
+        self._held = False
+        self._ever_held = False
+
+    def put(self, chunk: bytes) -> None:
+        self._queue.put_nowait(chunk)
+        self._size += len(chunk)
+        if not self._held and self._size > STREAM_HIGH_WATER:
+            self._held = True
+            if not self._ever_held:
+                self._ever_held = True
+                log.debug("%s: the client is behind: the stream waits", self._inv.request_id)
+            self._inv.hold_stream(True)
+
+    def end(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def get(self) -> bytes | None:
+        chunk = await self._queue.get()
+        if chunk is not None:
+            self._size -= len(chunk)
+            if self._held and self._size <= STREAM_LOW_WATER:
+                self._held = False
+                self._inv.hold_stream(False)
+        return chunk
+
+    def close(self) -> None:
+        """No one reads any more: what is queued goes, and the stream is let go."""
+        self._inv.on_chunk = _drop
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._size = 0
+        if self._held:
+            self._held = False
+            self._inv.hold_stream(False)
 
 
 def _consume(run: asyncio.Future[None]) -> None:

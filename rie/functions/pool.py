@@ -30,6 +30,7 @@ from rie.model.invocation import Invocation
 from rie.observe import logs
 from rie.observe.metrics import Metrics
 from rie.sandbox.environment import EndpointFactory, Environment, EnvState
+from rie.sandbox.external import ExternalEnvironment
 from rie.settings.config import Config
 
 log = logging.getLogger("rie")
@@ -93,7 +94,8 @@ class Pool:
 
     def _create(self, provisioned: bool) -> Environment:
         self._next_id += 1
-        env = Environment(
+        kind = ExternalEnvironment if self.config.external_runtime else Environment
+        env = kind(
             self._next_id,
             self.config,
             self._base_env,
@@ -120,7 +122,7 @@ class Pool:
             raise ServiceUnavailable()
         if not self._place(inv, on_done):
             if wait_s <= 0:
-                self._metrics.throttles += 1
+                self._metrics.throttled(inv)
                 raise TooManyRequests(Reason=THROTTLE_REASON)
             placed: asyncio.Future[None] = loop.create_future()
             self._waiters.append((placed, inv, on_done))
@@ -131,7 +133,7 @@ class Pool:
             except TimeoutError:
                 if not placed.done():
                     placed.cancel()
-                    self._metrics.throttles += 1
+                    self._metrics.throttled(inv)
                     raise TooManyRequests(Reason=THROTTLE_REASON) from None
             if placed.cancelled():
                 raise ServiceUnavailable()

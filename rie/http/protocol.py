@@ -229,6 +229,17 @@ class Connection(asyncio.Protocol):
     def connected(self) -> bool:
         return self._transport is not None and not self._closing
 
+    def hold(self, hold: bool) -> None:
+        """Stop reading this connection (True) or read it again (False): a body's sink whose
+        consumer is behind holds its producer back through the socket."""
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        if hold:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
     def park(self, req: Request, on_gone: Callable[[], None]) -> None:
         """Answer `req` later (a long poll): nothing more is read from this connection until
         `send`; `on_gone` runs instead if the client hangs up first."""

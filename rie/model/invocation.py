@@ -114,6 +114,10 @@ class Invocation:
     tail: bytes = b""  # the last 4 KB of its log, when the caller asked for it
     on_final: Callable[[Invocation], None] | None = None
     on_chunk: Callable[[bytes], None] | None = None  # set when the caller reads a stream
+    # set by the stream's producer (the Runtime API): hold(True) stops taking the runtime's
+    # chunks, hold(False) takes them again; a caller that falls behind holds the stream, so a
+    # slow reader slows the runtime (as a socket would), never grows rie's memory
+    on_hold: Callable[[bool], None] | None = None
     stream_content_type: str | None = None  # the Content-Type of a streamed response
 
     # --- the moves -------------------------------------------------------------------------
@@ -162,6 +166,11 @@ class Invocation:
     def stream_chunk(self, data: bytes) -> None:
         if self.on_chunk is not None:
             self.on_chunk(data)
+
+    def hold_stream(self, hold: bool) -> None:
+        """The streaming caller is behind (True) or has caught up (False)."""
+        if self.on_hold is not None:
+            self.on_hold(hold)
 
     def end_stream(self, body: bytes) -> None:
         """The stream ended; `body` is what was buffered of it (empty for a streaming caller)."""

@@ -15,6 +15,7 @@ import os
 import time
 
 TAIL_BYTES = 4096
+LOG_LIMIT = 64 * 1024  # of each invocation's log, kept for the dashboard (rie/observe/feed.py)
 
 
 def utc_timestamp(epoch: float | None = None) -> str:
@@ -111,20 +112,31 @@ class Sink:
 
 
 class Tail:
-    """The last TAIL_BYTES of one invocation's log, cheap to append to."""
+    """The last TAIL_BYTES of one invocation's log, cheap to append to; up to `keep` bytes when
+    the dashboard wants more of it (`whole`)."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_keep", "cut")
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = TAIL_BYTES) -> None:
         self._buf = bytearray()
+        self._keep = keep
+        self.cut = False  # its beginning was let go
 
     def append(self, data: bytes) -> None:
         self._buf += data
-        if len(self._buf) > 2 * TAIL_BYTES:
-            del self._buf[:-TAIL_BYTES]
+        if len(self._buf) > 2 * self._keep:
+            del self._buf[: -self._keep]
+            self.cut = True
 
     def value(self) -> bytes:
         return bytes(self._buf[-TAIL_BYTES:])
+
+    def whole(self) -> bytes:
+        """What is kept of the log (up to `keep` bytes, its end)."""
+        if len(self._buf) > self._keep:
+            self.cut = True
+            return bytes(self._buf[-self._keep :])
+        return bytes(self._buf)
 
 
 class PrefixedSink(Sink):

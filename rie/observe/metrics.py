@@ -11,9 +11,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rie.model.invocation import Invocation, State
 from rie.observe.logs import billed_ms
+
+if TYPE_CHECKING:
+    from rie.observe.feed import Recorder
 
 # list price, x86, us-east-1
 PRICE_PER_GB_SECOND = 0.0000166667
@@ -93,6 +97,8 @@ class Metrics:
         self.gauges: dict[str, Callable[[], float]] = {}
         # answers of the HTTP front, by (format, status); the Invoke API's are not counted here
         self.http_answers: Counter[tuple[str, int]] = Counter()
+        # the dashboard's recorder (rie/observe/feed.py), hung here only while a page is open
+        self.feed: Recorder | None = None
 
     # --- recording -------------------------------------------------------------------------
 
@@ -102,6 +108,12 @@ class Metrics:
         else:
             self.cold_starts += 1
         self.init_duration.observe(init_ms / 1000)
+
+    def throttled(self, inv: Invocation) -> None:
+        """`inv` was refused with 429 at the concurrency limit."""
+        self.throttles += 1
+        if self.feed is not None:
+            self.feed.throttled(inv)
 
     def invocation_done(self, inv: Invocation, duration_ms: float | None = None) -> None:
         """`duration_ms`: REPORT's Duration when it differs from the runtime's own (the time

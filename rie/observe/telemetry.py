@@ -304,7 +304,7 @@ def parse_subscription(body: bytes, logs_api: bool = False) -> Request:
 def _parse_subscription(body: bytes, logs_api: bool) -> Request:
     try:
         doc = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for the parser is not JSON here
         raise ValidationError("request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ValidationError("request body must be a JSON object")
@@ -356,15 +356,17 @@ def parse_destination(dest: object) -> Destination:
         raise ValidationError("destination.protocol: HTTP or TCP")
     if not isinstance(uri, str) or not uri:
         raise ValidationError("destination.URI: required")
-    parts = urlsplit(uri if "://" in uri else f"tcp://{uri}")
     expected = "http" if protocol == "HTTP" else "tcp"
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme != expected or not parts.hostname or port is None:
+        parts = urlsplit(uri if "://" in uri else f"tcp://{uri}")
+        port, hostname = parts.port, parts.hostname
+    except ValueError:  # an unclosed `[`, a port that is no number: no address at all
+        raise ValidationError(
+            f"destination.URI: expected {expected}://sandbox.localdomain:PORT"
+        ) from None
+    if parts.scheme != expected or not hostname or port is None:
         raise ValidationError(f"destination.URI: expected {expected}://sandbox.localdomain:PORT")
-    if parts.hostname not in LOOPBACK_HOSTS:
+    if hostname not in LOOPBACK_HOSTS:
         # deliveries never leave the machine: the sandbox's own host is loopback here
         raise ValidationError(
             "destination.URI: the host must be sandbox.localdomain (this environment's own host)"

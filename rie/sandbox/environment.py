@@ -18,17 +18,21 @@ import collections
 import contextlib
 import enum
 import logging
+import os
 import shutil
+import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from rie.model.errors import InvalidRequestID, InvalidStateTransition
 from rie.model.invocation import Invocation, State, error_body
 from rie.observe import logs
 from rie.observe.metrics import Metrics
+from rie.sandbox import namespace
+from rie.sandbox.limits import MB, Quotas, quotas
 from rie.sandbox.supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
 from rie.settings.config import RUNTIME_ENTRY, Config
 
@@ -87,12 +91,22 @@ class Environment:
             + f"[{config.function_version}]{uuid.uuid4().hex}"
         )
         self.tmpdir = tempfile.mkdtemp(prefix=tmpdir_prefix(config.function_name, env_id))
+        # Lambda's limits for this memory size (rie/sandbox/limits.py); None: --sandbox off
+        self.limits: Quotas | None = (
+            quotas(config.memory_mb, os.cpu_count() or 1, config.ephemeral_storage_mb)
+            if config.sandbox == "lambda"
+            else None
+        )
+        # its own /tmp and read-only code (rie/sandbox/namespace.py), where the machine allows
+        self.fs_mode = namespace.mode() if self.limits is not None else None
+        self._fs_active = False  # this init's processes get the mounts
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
         self.queued: collections.deque[Invocation] = collections.deque()
         self.running: dict[str, Invocation] = {}
         self.last_used = time.monotonic()
         self.init_count = 0
+        self.invocations = 0  # reported here, as the dashboard shows them
         self.peak_memory_bytes = 0
         self._memory_sampled_at = 0.0
         self._base_env = base_env
@@ -171,6 +185,8 @@ class Environment:
         inv.on_final = self._finished
         if inv.request.want_tail:
             self._tails[inv.request_id] = logs.Tail()
+        if self._metrics.feed is not None:  # a dashboard is open: it shows each one's log
+            self._tails[inv.request_id] = logs.Tail(logs.LOG_LIMIT)
         self.queued.append(inv)
         if self.state is EnvState.COLD and self.endpoint is not None:
             self._start()
@@ -216,6 +232,7 @@ class Environment:
             task.cancel()
         if self.endpoint is not None:
             await self.endpoint.close()
+        namespace.release_tmp(self.tmpdir)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def _spawn_task(self, coro: Awaitable[None]) -> None:
@@ -237,10 +254,29 @@ class Environment:
         env = self.config.runtime_environment(self._base_env)
         env["AWS_LAMBDA_RUNTIME_API"] = self.endpoint.address
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = self.log_stream
-        env["TMPDIR"] = self.tmpdir
+        env["TMPDIR"] = namespace.SANDBOX_TMP if self._fs_active else self.tmpdir
+        if self._fs_active and env.get("LAMBDA_TASK_ROOT") == self.config.task_root:
+            # the code is at Lambda's path too (rie/sandbox/namespace.py)
+            env["LAMBDA_TASK_ROOT"] = namespace.LAMBDA_TASK_ROOT
         if self.provisioned:
             env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "provisioned-concurrency"
         return env
+
+    def fs_plan(self, command: Sequence[str], env: Mapping[str, str]) -> namespace.Plan | None:
+        """The mounts a process of this environment gets: its /tmp, the code read-only, and what
+        it runs from kept reachable (None: no namespace here)."""
+        if not self._fs_active or self.limits is None:
+            return None
+        config = self.config
+        code = (config.task_root, *config.layers, *map(os.path.dirname, config.extension_paths))
+        return namespace.plan(
+            self.tmpdir if self.fs_mode == "root" else None,
+            readonly=code,
+            reachable=(*code, *namespace.reachable_paths(command, env)),
+            cwd=config.task_root,
+            tmp_bytes=self.limits.ephemeral_bytes,
+            task_root=config.task_root,
+        )
 
     async def _start_extensions(self) -> bool:
         """Start the external extensions and wait for their registration (Lambda starts the
@@ -277,6 +313,7 @@ class Environment:
             },
             self._sink.write,
             cgroup_prefix=cgroup_name(self.id, self.init_count + 1),
+            fs_plan=self.fs_plan,
             json_logs=self.config.runtime_environment(self._base_env)
             .get("AWS_LAMBDA_LOG_FORMAT", "")
             .upper()
@@ -346,6 +383,11 @@ class Environment:
             with contextlib.suppress(Exception):
                 await self._stopping_extensions
             self._stopping_extensions = None
+        if self.fs_mode == "root" and self.limits is not None:
+            # a fresh environment's /tmp is empty, as after a reset on Lambda
+            self._fs_active = namespace.fresh_tmp(self.tmpdir, self.limits.ephemeral_bytes)
+        else:
+            self._fs_active = self.fs_mode == "userns"  # each process mounts its own
         if self.config.extension_paths and not await self._start_extensions():
             return
         command = self.config.command
@@ -361,6 +403,8 @@ class Environment:
                 self.config.task_root,
                 self._output,
                 cgroup_name=cgroup_name(self.id, self.init_count + 1),
+                limits=self.limits,
+                fs=self.fs_plan(command, env),
             )
         except (OSError, ValueError) as exc:  # ValueError: what execve cannot pass (a NUL)
             log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
@@ -613,7 +657,14 @@ class Environment:
             tail.append(data)
             inv.tail = tail.value()
         self.last_used = time.monotonic()
+        self.invocations += 1
         self._metrics.invocation_done(inv, held_ms)
+        feed = self._metrics.feed
+        if feed is not None:
+            error_type = inv.outcome.error_type if inv.outcome else None
+            log_text = tail.whole() if tail is not None else data
+            cut = tail is not None and tail.cut
+            feed.reported(inv, self.id, duration_ms, max_memory_mb, error_type, log_text, cut)
         host = self.extensions
         if host is not None and inv.dispatched_at is not None:
             host.platform_report(inv, duration_ms, self.config.memory_mb, max_memory_mb, status)
@@ -626,7 +677,10 @@ class Environment:
     def _hold(self, inv: Invocation) -> None:
         """The caller has its answer; the invocation's REPORT (and the environment's next
         invocation) wait until the extensions are back in `next`, or its deadline."""
-        tail = self._tails.pop(inv.request_id, None)
+        # (with a dashboard open, the tail stays until the REPORT, which it shows too)
+        tail = self._tails.get(inv.request_id)
+        if self._metrics.feed is None:
+            self._tails.pop(inv.request_id, None)
         if tail is not None:
             inv.tail = tail.value()
         left_s = max(0.0, inv.deadline_ms / 1000 - time.time())
@@ -776,10 +830,12 @@ class Environment:
         process.kill_everything()  # whatever it left behind (group and cgroup) goes with it
         # a memory cgroup still knows the peak of a process that is gone
         self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
+        # the cgroup's own OOM counter tells the kernel's kill from anyone else's SIGKILL
+        oom = code == -signal.SIGKILL and process.oom_killed()
         process.release()
-        self._after_exit(process, code)
+        self._after_exit(process, code, oom)
 
-    def _after_exit(self, process: Process, code: int) -> None:
+    def _after_exit(self, process: Process, code: int, oom: bool = False) -> None:
         if self.state is EnvState.RETIRED:
             return
         self._flush_partial()
@@ -789,10 +845,17 @@ class Environment:
             self._init_timer.cancel()
             self._init_timer = None
         reason = f"Runtime exited with error: {describe_exit(code)}"
+        exit_type = "Runtime.ExitError"
+        if oom:
+            # as Lambda: the sandbox used all its memory (REPORT's Max Memory Used is the size)
+            exit_type = "Runtime.OutOfMemory"
+            self.peak_memory_bytes = max(self.peak_memory_bytes, self.config.memory_mb * MB)
         if self.state is EnvState.INITIALIZING:
             init_ms = (time.perf_counter() - process.started_at) * 1000
+            if oom:
+                self._init_error = None  # what it said before the kill is not why it ended
             self._emit_init_failed(
-                "error", self._init_error[0] if self._init_error else "Runtime.ExitError", init_ms
+                "error", self._init_error[0] if self._init_error else exit_type, init_ms
             )
             if self._init_error is not None:
                 error_type, body = self._init_error
@@ -801,13 +864,19 @@ class Environment:
                     inv.init_duration_ms = init_ms
                     inv.fail(error_type, body=body)
             else:
-                self._platform_line(logs.init_report_line(init_ms, "error", "Runtime.ExitError"))
+                self._platform_line(logs.init_report_line(init_ms, "error", exit_type))
                 for inv in list(self.queued):
                     inv.init_duration_ms = init_ms
-                    inv.fail("Runtime.ExitError", reason)
+                    inv.fail(exit_type, reason)
             self._init_error = None
         for inv in list(self.running.values()):
-            inv.fail("Runtime.ExitError", reason)
+            if oom:
+                # Lambda's log lines for it, before END and REPORT
+                self._platform_line(
+                    f"RequestId: {inv.request_id} Error: {reason}\n{exit_type}\n",
+                    (inv.request_id,),
+                )
+            inv.fail(exit_type, reason)
         if self.extensions is not None:
             self._stop_extensions("failure")
         self.state = EnvState.COLD

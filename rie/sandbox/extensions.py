@@ -40,6 +40,7 @@ from rie.model.phases import (
 )
 from rie.observe import telemetry
 from rie.observe.logs import LineBuffer, billed_ms
+from rie.sandbox.namespace import Plan
 from rie.sandbox.supervisor import Process, spawn
 
 log = logging.getLogger("rie")
@@ -132,12 +133,16 @@ class ExtensionHost:
         sink_write: Callable[[bytes], None],
         json_logs: bool = False,
         cgroup_prefix: str | None = None,
+        fs_plan: Callable[[Sequence[str], Mapping[str, str]], Plan | None] | None = None,
     ) -> None:
         self._owner = owner
         self.paths = list(paths)
         self._function = dict(function)
         self._sink_write = sink_write
         self._cgroup_prefix = cgroup_prefix  # each extension gets a memory cgroup: <prefix>-ext<n>
+        self._fs_plan = (
+            fs_plan  # the environment's /tmp and read-only code, shared with the runtime
+        )
         self._lines: dict[str, LineBuffer] = {}  # each extension's output, in whole lines
         self.phases = Phases(frozenset(os.path.basename(p) for p in self.paths))
         self.telemetry = telemetry.Telemetry(json_logs)
@@ -163,7 +168,12 @@ class ExtensionHost:
             cgroup = f"{self._cgroup_prefix}-ext{n}" if self._cgroup_prefix else None
             try:
                 process = await spawn(
-                    [path], env, cwd, functools.partial(self._output, lines), cgroup_name=cgroup
+                    [path],
+                    env,
+                    cwd,
+                    functools.partial(self._output, lines),
+                    cgroup_name=cgroup,
+                    fs=self._fs_plan([path], env) if self._fs_plan is not None else None,
                 )
             except OSError as exc:
                 self._sink_write(
@@ -510,7 +520,7 @@ class ExtensionHost:
     def _register(self, headers: Mapping[str, str], body: bytes, reply: Reply) -> None:
         try:
             doc = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for the parser is not JSON here
             raise ExtensionApiError("InvalidRequestFormat", "request body is not JSON") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("events", []), list):
             raise ExtensionApiError("InvalidRequestFormat", 'expected {"events": [...]}')

@@ -30,6 +30,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from rie.sandbox import cgroups, namespace
+from rie.sandbox.limits import Quotas
+
 _READ_SIZE = 65536
 TMPDIR_PREFIX = "rie-"  # an environment's TMPDIR: rie-<emulator pid>-<function>-env<n>-XXXXXX
 CGROUP_PREFIX = "pyrie-"  # a runtime's memory cgroup: pyrie-<emulator pid>-env<n>-<init>
@@ -93,31 +96,55 @@ def _decide_child_setup() -> None:
         _pidfd_ok = _pidfd_works()
 
 
-def _child_setup(cgroup_procs: str | None) -> Callable[[], None] | None:
-    """What the child does between fork and exec: join its cgroup (before it can start anything,
-    so even what it starts at once is a member) and tie itself to the emulator's life
-    (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is killed outright."""
-    if not _preexec_ok:
+def _child_setup(
+    cgroup_procs: Sequence[str],
+    nofile: int | None = None,
+    fs: namespace.Plan | None = None,
+) -> Callable[[], None] | None:
+    """What the child does between fork and exec: join its cgroups (before it can start anything,
+    so even what it starts at once is a member), take Lambda's open-file limit, and tie itself to
+    the emulator's life (PR_SET_PDEATHSIG), so a runtime does not outlive an emulator that is
+    killed outright. Its own /tmp and read-only code (`fs`) can only be had here: with them,
+    the child gets a preexec function whatever the loop."""
+    if not _preexec_ok and fs is None:
         return None
     prctl = _prctl
-    if prctl is None and cgroup_procs is None:
+    if prctl is None and not cgroup_procs and nofile is None and fs is None:
         return None
     parent = os.getpid()
+    setrlimit = _setrlimit_nofile if nofile is not None else None
+    mounts = namespace.child_setup(fs) if fs is not None else None
 
     def preexec() -> None:
-        if cgroup_procs is not None:
+        for procs in cgroup_procs:
             with contextlib.suppress(OSError):  # the emulator adopts it afterwards otherwise
-                fd = os.open(cgroup_procs, os.O_WRONLY)
+                fd = os.open(procs, os.O_WRONLY)
                 try:
                     os.write(fd, b"0")  # 0: the writing process
                 finally:
                     os.close(fd)
+        if setrlimit is not None and nofile is not None:
+            setrlimit(0, nofile)
+        if mounts is not None:
+            mounts()
         if prctl is not None:
             prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
             if os.getppid() != parent:  # the emulator died before the signal was armed
                 os._exit(1)
 
     return preexec
+
+
+def _setrlimit_nofile(pid: int, limit: int) -> None:
+    """RLIMIT_NOFILE of `pid` (0: this process), soft and hard, as Lambda's 1,024; never above
+    what it has (only root may raise a hard limit)."""
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        _, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def describe_exit(returncode: int) -> str:
@@ -206,6 +233,11 @@ class Process:
         self.signal_group(signal.SIGKILL)
         if self._cgroup is not None:
             self._cgroup.kill_members()
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer ended a process of this runtime's memory cgroup (its
+        own counter: a SIGKILL from anyone else does not count). Read before `release`."""
+        return self._cgroup is not None and cgroups.oom_kills(self._cgroup.path) > 0
 
     async def stop(self, grace_s: float) -> int:
         """SIGTERM the group and give it `grace_s`, then SIGKILL it (at once when grace_s is 0)."""
@@ -307,24 +339,33 @@ def _start_child(
     cwd: str,
     write_fd: int,
     cgroup_name: str | None,
+    limits: Quotas | None = None,
+    fs: namespace.Plan | None = None,
 ) -> tuple[subprocess.Popen[bytes], MemoryCgroup | None]:
     """Make the runtime's cgroup, start the runtime in it; the cgroup if the runtime is in it.
 
     Run in a worker thread: making a cgroup, `fork` and `exec` (which `Popen` waits for) and the
     cgroup write take milliseconds each, more when the CPUs are busy with other runtimes' init,
     and the loop meanwhile serves the environments already running."""
-    cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
+    cgroup = MemoryCgroup.create(cgroup_name, limits) if cgroup_name else None
     try:
-        popen = subprocess.Popen(list(command), **_child_options(env, cwd, write_fd, cgroup))
+        popen = subprocess.Popen(
+            list(command), **_child_options(env, cwd, write_fd, cgroup, limits, fs)
+        )
     except BaseException:
         if cgroup is not None:
             cgroup.remove()
         raise
-    return popen, _adopted(cgroup, popen.pid)
+    return popen, _adopted(cgroup, popen.pid, limits)
 
 
 def _child_options(
-    env: Mapping[str, str], cwd: str, write_fd: int, cgroup: MemoryCgroup | None
+    env: Mapping[str, str],
+    cwd: str,
+    write_fd: int,
+    cgroup: MemoryCgroup | None,
+    limits: Quotas | None = None,
+    fs: namespace.Plan | None = None,
 ) -> dict[str, Any]:
     """How a runtime is started, whichever way: output to the emulator's pipe, its own session
     and process group, and the child set-up (cgroup, parent-death signal) before exec."""
@@ -335,12 +376,21 @@ def _child_options(
         "env": dict(env),
         "cwd": cwd,
         "start_new_session": True,
-        "preexec_fn": _child_setup(cgroup.procs_file if cgroup is not None else None),
+        "preexec_fn": _child_setup(
+            cgroup.procs_files if cgroup is not None else (),
+            limits.nofile if limits is not None else None,
+            fs,
+        ),
     }
 
 
-def _adopted(cgroup: MemoryCgroup | None, pid: int) -> MemoryCgroup | None:
-    """The cgroup once `pid` is in it (the child joins it itself; this makes sure); else none."""
+def _adopted(
+    cgroup: MemoryCgroup | None, pid: int, limits: Quotas | None = None
+) -> MemoryCgroup | None:
+    """The cgroup once `pid` is in it (the child joins it itself; this makes sure); else none.
+    Without a preexec function, the open-file limit is set from here too."""
+    if limits is not None and not _preexec_ok:
+        _setrlimit_nofile(pid, limits.nofile)
     if cgroup is not None and not cgroup.adopt(pid):
         cgroup.remove()
         return None
@@ -371,7 +421,12 @@ async def spawn(
     cwd: str,
     on_output: Callable[[bytes], None],
     cgroup_name: str | None = None,
+    limits: Quotas | None = None,
+    fs: namespace.Plan | None = None,
 ) -> Process:
+    """Start a runtime; `limits`: Lambda's for its memory size (rie/sandbox/limits.py), written
+    into its cgroups before it starts, where this machine allows; `fs`: its own /tmp and
+    read-only code (rie/sandbox/namespace.py)."""
     _decide_child_setup()
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
@@ -379,7 +434,7 @@ async def spawn(
         if _pidfd_ok:
             # off the loop: the loop keeps serving the other environments while this one starts
             starting = loop.run_in_executor(
-                None, _start_child, command, env, cwd, write_fd, cgroup_name
+                None, _start_child, command, env, cwd, write_fd, cgroup_name, limits, fs
             )
             try:
                 popen, cgroup = await asyncio.shield(starting)
@@ -388,16 +443,16 @@ async def spawn(
                 starting.add_done_callback(functools.partial(_abandon, loop))
                 raise
             return Process(_Child(popen, loop), read_fd, on_output, cgroup)
-        cgroup = MemoryCgroup.create(cgroup_name) if cgroup_name else None
+        cgroup = MemoryCgroup.create(cgroup_name, limits) if cgroup_name else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command, **_child_options(env, cwd, write_fd, cgroup)
+                *command, **_child_options(env, cwd, write_fd, cgroup, limits, fs)
             )
         except BaseException:
             if cgroup is not None:
                 cgroup.remove()
             raise
-        return Process(proc, read_fd, on_output, _adopted(cgroup, proc.pid))
+        return Process(proc, read_fd, on_output, _adopted(cgroup, proc.pid, limits))
     except BaseException:
         os.close(read_fd)
         raise
@@ -414,6 +469,8 @@ class MemoryCgroup:
     def __init__(self, path: str, peak_file: str) -> None:
         self.path = path
         self._peak_file = peak_file
+        self.extra_groups: list[str] = []  # v1: its cpu and pids groups (rie/sandbox/cgroups.py)
+        self.enforced: set[str] = set()  # the limits written: memory, cpu, pids
 
     @classmethod
     def _find_base(cls) -> str | None:
@@ -448,6 +505,11 @@ class MemoryCgroup:
                 group = cls(os.path.join(base, name), "")
                 group.kill_members()
                 stale.append(group)
+        cgroups.sweep(
+            CGROUP_PREFIX,
+            lambda name: (owner := _owner(name, CGROUP_PREFIX)) is not None and not _alive(owner),
+            within_s,
+        )
         deadline = time.monotonic() + within_s
         while stale:
             stale = [group for group in stale if not group.remove()]
@@ -457,7 +519,14 @@ class MemoryCgroup:
         return [group.path for group in stale]
 
     @classmethod
-    def create(cls, name: str) -> MemoryCgroup | None:
+    def base(cls) -> str | None:
+        """Where runtimes' memory cgroups are made (None: nowhere on this machine)."""
+        if cls._base is False:
+            cls._base = cls._find_base()
+        return cls._base if isinstance(cls._base, str) else None
+
+    @classmethod
+    def create(cls, name: str, limits: Quotas | None = None) -> MemoryCgroup | None:
         if cls._base is False:
             cls._base = cls._find_base()
         base = cls._base
@@ -471,7 +540,11 @@ class MemoryCgroup:
             return None
         for peak in ("memory.max_usage_in_bytes", "memory.peak"):
             if os.path.exists(os.path.join(path, peak)):
-                return cls(path, os.path.join(path, peak))
+                group = cls(path, os.path.join(path, peak))
+                if limits is not None:
+                    applied = cgroups.apply(path, name, limits)
+                    group.extra_groups, group.enforced = applied.extra_groups, applied.enforced
+                return group
         with contextlib.suppress(OSError):
             os.rmdir(path)  # a v2 group without the memory controller tells us nothing
         cls._base = None
@@ -481,12 +554,21 @@ class MemoryCgroup:
     def procs_file(self) -> str:
         return os.path.join(self.path, "cgroup.procs")
 
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        """Every group the runtime joins: memory first (the one that must take)."""
+        return (self.procs_file, *(os.path.join(g, "cgroup.procs") for g in self.extra_groups))
+
     def adopt(self, pid: int) -> bool:
         try:
             with open(self.procs_file, "w", encoding="ascii") as f:
                 f.write(str(pid))
         except OSError:
             return False
+        for procs in self.procs_files[1:]:
+            # a limit less if it fails: the start-up line said so
+            with contextlib.suppress(OSError), open(procs, "w", encoding="ascii") as f:
+                f.write(str(pid))
         return True
 
     def members(self) -> list[int]:
@@ -521,6 +603,7 @@ class MemoryCgroup:
 
     def remove(self) -> bool:
         """Remove the group if it is empty; True once it is gone."""
+        self.extra_groups = cgroups.remove_groups(self.extra_groups)
         try:
             os.rmdir(self.path)
         except FileNotFoundError:
@@ -601,4 +684,5 @@ def sweep_leftovers(within_s: float = 1.0) -> None:
         if wanted.intersection(environ):
             _kill(int(entry))
     for path in stale:
+        namespace.release_tmp(path)  # an environment's own /tmp (rie/sandbox/namespace.py)
         shutil.rmtree(path, ignore_errors=True)

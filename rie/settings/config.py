@@ -38,7 +38,13 @@ INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
 USER_ENV_LIMIT = 4096
 # this project's Python runtime client; `-c` rather than `-m runtime`, which costs runpy's imports
-RUNTIME_ENTRY = "import sys; from runtime.loop import main; sys.exit(main(sys.argv))"
+# `-c` puts the working directory (the task root) first on sys.path, where a function's own
+# `runtime.py` would be found in place of this client: it is taken off before the import (as
+# `python -P` would; the client puts the task root back, after its own import, for the handler)
+RUNTIME_ENTRY = (
+    "import sys; sys.path[0] or sys.path.pop(0); "
+    "from runtime.loop import main; sys.exit(main(sys.argv))"
+)
 BOOTSTRAP_CANDIDATES = ("/var/task/bootstrap", "/opt/bootstrap", "/var/runtime/bootstrap")
 
 
@@ -91,8 +97,12 @@ class Config:
     runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
     description: str = ""
     watch: bool = False  # recycle the environments when the code changes
+    # one environment whose runtime rie does not start (rie/sandbox/external.py)
+    external_runtime: bool = False
+    external_runtime_env: str | None = None  # where to write the variables that runtime needs
     # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
     http_address: Address | None = None
+    dashboard_address: Address | None = None  # the emulator's web dashboard (rie/fronts/dashboard)
     http_format: str = "function-url"
     http_invoke_mode: str = "BUFFERED"
     http_integration_timeout_s: float | None = None  # None: API Gateway's own (29 s / 30 s)
@@ -102,6 +112,10 @@ class Config:
     cors_expose_headers: tuple[str, ...] = ()
     cors_max_age: int = 0
     cors_allow_credentials: bool = False
+    # Lambda's resource model (rie/sandbox/limits.py): "lambda" enforces what the machine allows,
+    # "off" none of it
+    sandbox: str = "lambda"
+    ephemeral_storage_mb: int = 512
 
     @property
     def function_arn(self) -> str:
@@ -212,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Lambda function's bootstrap behind the Lambda Runtime API and Invoke API.",
         usage="rie [OPTIONS] [--] [COMMAND [ARGS...]]",
         epilog="Also, as the first word only: `rie event list|NAME` prints a sample event, "
-        "`rie invoke [FUNCTION] ...` invokes a running rie (see `rie event -h`, `rie invoke -h`).",
+        "`rie invoke [FUNCTION] ...` invokes a running rie, `rie tune ...` chooses a memory size "
+        "(see `rie event -h`, `rie invoke -h`, `rie tune -h`).",
     )
     official = p.add_argument_group("flags of the official emulator")
     official.add_argument(
@@ -239,6 +254,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fn.add_argument(
         "--memory", type=int, help="MB, 128-10240 (default AWS_LAMBDA_FUNCTION_MEMORY_SIZE or 3008)"
+    )
+    fn.add_argument(
+        "--sandbox",
+        choices=("lambda", "off"),
+        help="enforce Lambda's resource model (memory, CPU by memory, /tmp, read-only code, "
+        "limits) as far as this machine allows, or not at all (default RIE_SANDBOX or lambda)",
+    )
+    fn.add_argument(
+        "--ephemeral-storage",
+        type=int,
+        metavar="MB",
+        help="the function's /tmp, 512-10240 MB (default 512)",
     )
     fn.add_argument("--function-name", help="(default AWS_LAMBDA_FUNCTION_NAME or test_function)")
     fn.add_argument(
@@ -361,6 +388,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recycle a function's environments when its code changes (needs watchfiles)",
     )
+    loop.add_argument(
+        "--external-runtime",
+        action="store_true",
+        help="start no runtime: one environment waits for a runtime started elsewhere (a "
+        "container, a debugger) to call `next` on --runtime-api-address; prints the variables "
+        "to start it with",
+    )
+    loop.add_argument(
+        "--external-runtime-env",
+        metavar="FILE",
+        help="with --external-runtime (implied): write those variables to FILE as KEY=VALUE "
+        "lines (docker --env-file, an IDE's env file)",
+    )
+    loop.add_argument(
+        "--dashboard",
+        metavar="[HOST:]PORT",
+        help="serve a live web dashboard here: functions, environments, invocations with their "
+        "logs, charts, an invoke panel (loopback unless a host is given)",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="the bootstrap and its arguments")
     return p
 
@@ -444,14 +490,19 @@ def route_format(fmt: str | None, routes: Sequence[str], origin: str) -> str:
     return fmt
 
 
+def _loopback_unless_named(text: str, flag: str) -> Address:
+    """`[HOST:]PORT`: loopback unless a host is named."""
+    text = text if ":" in text else f"127.0.0.1:{text}"
+    if text.startswith(":"):
+        text = "127.0.0.1" + text
+    return parse_address(text, flag)
+
+
 def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]:
     """The HTTP front's fields of Config, validated; flags that will have no effect are warned of."""
     address = None
     if a.http is not None:
-        text = a.http if ":" in a.http else f"127.0.0.1:{a.http}"
-        if text.startswith(":"):
-            text = "127.0.0.1" + text  # loopback unless a host is named
-        address = parse_address(text, "--http")
+        address = _loopback_unless_named(a.http, "--http")
     routes = tuple(a.route)
     fmt = route_format(a.http_format, routes, "--route")
     if a.http_integration_timeout is not None and not 0 < a.http_integration_timeout <= 900:
@@ -498,6 +549,17 @@ def _env_number(
         raise ConfigError(f"{key}: not a number: {text!r}") from None
     if not math.isfinite(value):
         raise ConfigError(f"{key}: not a finite number: {text!r}")
+    return value
+
+
+def _sandbox_mode(flag: str | None, env: Mapping[str, str]) -> str:
+    """--sandbox, else RIE_SANDBOX (a test suite that trades files with its functions through
+    the machine's /tmp can set it to off), else lambda."""
+    if flag:
+        return flag
+    value = env.get("RIE_SANDBOX", "").strip().lower() or "lambda"
+    if value not in ("lambda", "off"):
+        raise ConfigError(f"RIE_SANDBOX: expected lambda or off, got {value!r}")
     return value
 
 
@@ -554,6 +616,30 @@ _NUMBERS = {
 }
 
 
+def _check_external(a: argparse.Namespace, command: Sequence[str], one_function: bool) -> None:
+    """--external-runtime: one environment, whose runtime rie neither starts nor restarts."""
+    if not one_function:
+        raise ConfigError("--external-runtime serves one function: not with --config/--template")
+    if command:
+        raise ConfigError("--external-runtime starts no runtime: give no COMMAND")
+    for flag, value in (
+        ("--watch", a.watch),
+        ("--max-concurrency", (a.max_concurrency or 1) > 1),
+        ("--per-environment-concurrency", (a.per_environment_concurrency or 1) > 1),
+        ("--provisioned", bool(a.provisioned)),
+        ("--init lazy", a.init == "lazy"),
+    ):
+        if value:
+            raise ConfigError(
+                f"{flag} with --external-runtime: it is one environment, its runtime is not rie's to start"
+            )
+    path = a.external_runtime_env
+    if path is not None:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory) or os.path.isdir(path):
+            raise ConfigError(f"--external-runtime-env: cannot write {path}: no such directory")
+
+
 def check_function(config: Config) -> Config:
     """The per-function limits, checked the same way whether they came from flags or a file."""
     for f in dataclasses.fields(config):
@@ -570,6 +656,12 @@ def check_function(config: Config) -> Config:
         )
     if not 128 <= config.memory_mb <= 10240:
         raise ConfigError(f"memory must be 128-10240 MB, got {config.memory_mb}")
+    if not 512 <= config.ephemeral_storage_mb <= 10240:
+        raise ConfigError(
+            f"ephemeral storage must be 512-10240 MB, got {config.ephemeral_storage_mb}"
+        )
+    if config.sandbox not in ("lambda", "off"):
+        raise ConfigError(f"sandbox must be 'lambda' or 'off', got {config.sandbox!r}")
     name = config.function_name
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
@@ -622,6 +714,9 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         from rie.settings.package import unpack  # only with --zip
 
         a.task_root = unpack(a.zip)
+    external = a.external_runtime or a.external_runtime_env is not None
+    if external:
+        _check_external(a, command, one_function)
     if not one_function:
         for flag, value in (
             ("a COMMAND", command),
@@ -644,7 +739,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         raise ConfigError(f"--task-root: {task_root} is not a directory")
 
     handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
-    if one_function:
+    if one_function and not external:
         command = list(resolve_command(command, handler, task_root))
 
     timeout = _first(
@@ -685,7 +780,8 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append("the function's own variables exceed Lambda's 4 KB limit")
 
-    max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
+    # an external runtime is one environment, made at start-up so that it can connect at once
+    max_conc = 1 if external else int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
     per_env = int(_first(a.per_environment_concurrency, 1))
     provisioned = int(_first(a.provisioned, 0))
     for flag, value in (
@@ -722,7 +818,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         runtime_api_address=runtime_address,
         runtime_api_port_explicit=a.runtime_api_address is not None,
         log_level=log_level,
-        init_eagerly=a.init == "eager",
+        init_eagerly=a.init == "eager" or external,
         max_concurrency=max_conc,
         per_env_concurrency=per_env,
         provisioned=provisioned,
@@ -739,6 +835,16 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
+        # (nothing of rie's runs the function's code with an external runtime)
+        sandbox="off" if external else _sandbox_mode(a.sandbox, env),
+        ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
+        external_runtime=external,
+        external_runtime_env=(
+            None if a.external_runtime_env is None else os.path.abspath(a.external_runtime_env)
+        ),
+        dashboard_address=(
+            None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
+        ),
         **http,
     )
     return check_function(config)

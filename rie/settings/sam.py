@@ -457,7 +457,10 @@ def settings_of(
     ):
         if prop in props:
             settings[key] = props[prop]
-    for key in ("timeout", "memory", "max_concurrency"):
+    storage = props.get("EphemeralStorage")
+    if isinstance(storage, dict) and "Size" in storage:
+        settings["ephemeral_storage"] = storage["Size"]
+    for key in ("timeout", "memory", "max_concurrency", "ephemeral_storage"):
         value = settings.get(key)
         if isinstance(value, str) and value.isascii() and value.isdigit():
             settings[key] = int(settings[key])  # a parameter's default is often a string

@@ -194,11 +194,11 @@ def _resolves_to_loopback(name: str) -> bool:
 
 @pytest.mark.skipif(
     not _resolves_to_loopback("sandbox.localdomain") or not _resolves_to_loopback("sandbox"),
-    reason="sandbox.localdomain / sandbox do not resolve here (see the README: /etc/hosts)",
+    reason="sandbox.localdomain / sandbox do not resolve here (see docs/extensions.md: /etc/hosts)",
 )
 def test_python_sample_style_extension_binding_the_sandbox_names(tmp_path: Path) -> None:
     """As on Lambda, the listener binds the name `sandbox.localdomain` itself (a machine that
-    maps it to 127.0.0.1 in /etc/hosts, as the README says)."""
+    maps it to 127.0.0.1 in /etc/hosts, as docs/extensions.md says)."""
     log = tmp_path / "log"
     env = {"EXT_LOG": str(log), "EXT_PYTHON": sys.executable}
     env["EXT_LISTEN_HOST"] = "sandbox.localdomain"

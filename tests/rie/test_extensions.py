@@ -528,6 +528,33 @@ def test_extensions_api_answers_and_errors(tmp_path: Path) -> None:
             b"{not json",
         )
         assert (status, doc["errorType"]) == (400, "ValidationError")
+        # bodies the parsers choke on are refused as any other bad body (issue 16, item 11)
+        for uri in ("http://[::1/", "http://sandbox.localdomain:port/"):
+            subscription = {
+                "schemaVersion": "2022-12-13",
+                "types": ["platform"],
+                "destination": {"protocol": "HTTP", "URI": uri},
+            }
+            status, doc = _call(
+                api,
+                "PUT",
+                "/2022-07-01/telemetry",
+                {"Lambda-Extension-Identifier": ext_id},
+                json.dumps(subscription).encode(),
+            )
+            assert (status, doc["errorType"]) == (400, "ValidationError"), uri
+        status, doc = _call(
+            api,
+            "PUT",
+            "/2022-07-01/telemetry",
+            {"Lambda-Extension-Identifier": ext_id},
+            b"[" * 60_000,
+        )
+        assert (status, doc["errorType"]) == (400, "ValidationError")
+        status, doc = _call(
+            api, "POST", base + "/register", {"Lambda-Extension-Name": "deep"}, b"[" * 60_000
+        )
+        assert (status, doc["errorType"]) == (403, "InvalidRequestFormat")
         # the environment still serves its function
         assert r.invoke({}).status == 200
 

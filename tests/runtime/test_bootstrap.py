@@ -92,6 +92,7 @@ def test_without_rie_on_path_it_uses_python_m_rie(tmp_path: Path) -> None:
     )
     argv = (tmp_path / "argv").read_text().splitlines()
     assert argv == [
+        "-P",
         "-m",
         "rie",
         "--timeout",

@@ -1,0 +1,382 @@
+"""An environment's own /tmp and read-only code, through a private mount namespace per process.
+
+As root ("root" mode), each environment gets a tmpfs of its ephemeral-storage size, mounted (by
+the emulator, in its own namespace) on the environment's directory under the machine's temporary
+directory and made anew at each init, so it is empty when an environment starts and gone with
+it. Every process of the environment (runtime, extensions) enters a mount namespace of its own
+between fork and exec (`child_setup`), where that tmpfs is bind-mounted on /tmp, and the task root
+and the layers are bind-mounted read-only over themselves. The runtime and its extensions thus
+share one /tmp, as on Lambda, while the machine's /tmp and the code stay untouched.
+
+Without root, where the kernel allows unprivileged user namespaces ("userns" mode), each process
+enters a user namespace (mapping only its own user and group) with its mount namespace, and
+mounts a tmpfs of the ephemeral size on /tmp itself: the same limits, but the runtime's /tmp and
+each extension's are their own (Lambda's are one).
+
+The code, the interpreter and anything else the function runs from may themselves live under the
+machine's /tmp (a venv there, pytest's `tmp_path`): those directories are opened before /tmp is
+covered and bind-mounted back at their own paths, so they stay reachable (their parent
+directories appear, empty, in the function's /tmp).
+
+tmpfs pages are memory: what a function keeps in /tmp is charged to its memory cgroup, as the
+kernel charges page cache to the writer. docs/resources.md says what that means.
+
+Needs CAP_SYS_ADMIN (root); without it nothing here is applied and `capability` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ctypes
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+# statvfs flags -> the mount flags a read-only remount must keep (a user namespace may not drop
+# them: they are locked on mounts it did not make)
+_KEEP_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, 8),
+    (os.ST_NOATIME, 1024),
+    (os.ST_NODIRATIME, 2048),
+    (4096, MS_RELATIME),  # ST_RELATIME
+)
+MNT_DETACH = 2
+SANDBOX_TMP = "/tmp"
+LAMBDA_TASK_ROOT = "/var/task"
+
+_libc: ctypes.CDLL | None = None
+_get_errno: Callable[[], int] | None = None
+_ulong: Any = None
+
+
+def _lib() -> ctypes.CDLL:
+    """libc, loaded the first time an environment needs it (ctypes costs start-up time)."""
+    global _libc, _get_errno, _ulong
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _get_errno, _ulong = ctypes.get_errno, ctypes.c_ulong
+    return _libc
+
+
+def _error(what: str) -> OSError:
+    errno = _get_errno() if _get_errno is not None else 0
+    return OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None
+) -> None:
+    rc = _lib().mount(
+        None if source is None else os.fsencode(source),
+        os.fsencode(target),
+        None if fstype is None else fstype.encode(),
+        _ulong(flags),
+        None if data is None else data.encode(),
+    )
+    if rc != 0:
+        raise _error(f"mount {target}")
+
+
+def _umount(target: str) -> None:
+    if _lib().umount2(os.fsencode(target), MNT_DETACH) != 0:
+        raise _error(f"umount {target}")
+
+
+_capability: tuple[str | None, str | None] | None = None
+
+
+def capability() -> str | None:
+    """None when this machine lets rie give environments their own /tmp and read-only code;
+    else why not (decided once)."""
+    return _decide()[1]
+
+
+def mode() -> str | None:
+    """ "root", "userns" or None (not possible here)."""
+    return _decide()[0]
+
+
+def _decide() -> tuple[str | None, str | None]:
+    global _capability
+    if _capability is None:
+        _capability = _probe()
+    return _capability
+
+
+def _probe() -> tuple[str | None, str | None]:
+    if not sys.platform.startswith("linux"):
+        return None, "Linux mount namespaces are needed"
+    if not os.path.exists("/proc/self/ns/mnt"):
+        return None, "this kernel has no mount namespaces"
+    try:
+        _lib().unshare  # noqa: B018 - present in glibc and musl; resolved, not called
+    except AttributeError:
+        return None, "the C library has no unshare()"
+    if os.geteuid() == 0:
+        return "root", None
+    why = _userns_blocked()
+    if why is not None:
+        return None, f"not root, and {why} (see docs/resources.md)"
+    return "userns", None
+
+
+def _userns_blocked() -> str | None:
+    """Why unprivileged user namespaces cannot be had here, or None. The sysctls say most; a
+    child that tries is the only sure answer (AppArmor, seccomp), and costs a fork, once."""
+    for path, bad, why in (
+        (
+            "/proc/sys/kernel/unprivileged_userns_clone",
+            "0",
+            "user namespaces are disabled: sysctl kernel.unprivileged_userns_clone=0",
+        ),
+        ("/proc/sys/user/max_user_namespaces", "0", "sysctl user.max_user_namespaces=0"),
+        (
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+            "1",
+            "AppArmor restricts unprivileged user namespaces "
+            "(sysctl kernel.apparmor_restrict_unprivileged_userns=1)",
+        ),
+    ):
+        try:
+            with open(path, encoding="ascii") as f:
+                if f.read().strip() == bad:
+                    return why
+        except OSError:
+            continue
+    lib = _lib()
+    pid = os.fork()
+    if pid == 0:  # the child only tries, and leaves at once
+        os._exit(0 if lib.unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return "this machine refuses unprivileged user namespaces"
+    return None
+
+
+def fresh_tmp(path: str, size_bytes: int) -> bool:
+    """Mount an empty tmpfs of `size_bytes` on `path` (the environment's directory), replacing the
+    one of the last init; False if the machine refuses (the function then runs without)."""
+    release_tmp(path)
+    try:
+        _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_bytes},mode=1777")
+    except OSError:
+        return False
+    return True
+
+
+def release_tmp(path: str) -> None:
+    """Unmount an environment's tmpfs (its content goes with it)."""
+    if os.path.ismount(path):
+        with contextlib.suppress(OSError):
+            _umount(path)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one process of an environment sees: `tmp_source` on /tmp (None: a tmpfs of
+    `tmp_bytes` of its own, in a user namespace), `readonly` paths read-only, `keep`
+    (directories under /tmp the process runs from) reachable; the working directory `cwd`
+    entered again once the mounts are made."""
+
+    tmp_source: str | None
+    readonly: tuple[str, ...]
+    keep: tuple[str, ...]
+    cwd: str
+    tmp_bytes: int = 0
+    # the task root, shown read-only at /var/task too ("" : not); `var_entries`: what the
+    # machine's /var holds, put back (bound) when /var/task has to be made on a tmpfs over /var
+    task_root: str = ""
+    var_entries: tuple[tuple[str, str], ...] = ()
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def plan(
+    tmp_source: str | None,
+    readonly: Iterable[str],
+    reachable: Iterable[str],
+    cwd: str,
+    tmp_bytes: int = 0,
+    task_root: str = "",
+) -> Plan:
+    """The mounts of one process: `reachable` are the paths it may run from (files or
+    directories; only those under /tmp need anything done)."""
+    keep: list[str] = []
+    for path in reachable:
+        if not path:
+            continue
+        path = os.path.realpath(path)
+        if not os.path.isdir(path):
+            path = os.path.dirname(path)
+        if (
+            _under(path, SANDBOX_TMP)
+            and path != SANDBOX_TMP
+            and (tmp_source is None or not _under(path, tmp_source))
+        ):
+            keep.append(path)
+    # a kept directory inside another kept one needs nothing of its own
+    keep = sorted(set(keep))
+    outer = [p for p in keep if not any(_under(p, q) and p != q for q in keep)]
+    ro = sorted({os.path.realpath(p) for p in readonly if p and os.path.isdir(p)})
+    var_entries: tuple[tuple[str, str], ...] = ()
+    if task_root:
+        task_root = os.path.realpath(task_root)
+        if task_root == LAMBDA_TASK_ROOT or _under(LAMBDA_TASK_ROOT, task_root):
+            task_root = ""  # already there
+        elif not os.path.isdir(LAMBDA_TASK_ROOT):
+            found = _var_entries()
+            if found is None:
+                task_root = ""
+            else:
+                var_entries = found
+    return Plan(tmp_source, tuple(ro), tuple(outer), cwd, tmp_bytes, task_root, var_entries)
+
+
+def _var_entries() -> tuple[tuple[str, str], ...] | None:
+    """/var's entries as (name, kind): "d" a directory, "f" a file, "l:<target>" a symlink;
+    None when /var cannot be listed (then there is no /var/task)."""
+    out = []
+    try:
+        with os.scandir("/var") as it:
+            for entry in it:
+                if entry.is_symlink():
+                    out.append((entry.name, "l:" + os.readlink(entry.path)))
+                elif entry.is_dir():
+                    out.append((entry.name, "d"))
+                else:
+                    out.append((entry.name, "f"))
+    except OSError:
+        return None
+    return tuple(sorted(out))
+
+
+def reachable_paths(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """What a runtime may run from: its executable, the interpreter's prefixes, and the search
+    paths of its environment."""
+    paths = [command[0] if command else "", sys.prefix, sys.base_prefix, sys.exec_prefix]
+    for var in ("PYTHONPATH", "PATH", "LD_LIBRARY_PATH"):
+        paths.extend(p for p in env.get(var, "").split(os.pathsep) if p)
+    return paths
+
+
+def child_setup(p: Plan) -> Callable[[], None]:
+    """The part of a child's set-up between fork and exec that makes its mounts. Failing, it
+    leaves the child as it was (a limit less rather than a function that cannot start)."""
+    lib = _lib()
+    lib.unshare  # noqa: B018 - resolved before the fork, not in the child
+    own = p.tmp_source is None
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | (CLONE_NEWUSER if own else 0)
+    # the flags each read-only path's mount has, known before the fork
+    keep_flags = {path: _mount_flags(path) for path in p.readonly}
+
+    def setup() -> None:
+        if lib.unshare(flags) != 0:
+            return
+        try:
+            if own:
+                # only this user and group, as themselves: files keep their owners
+                _write_proc("/proc/self/setgroups", "deny")
+                _write_proc("/proc/self/uid_map", f"{uid} {uid} 1")
+                _write_proc("/proc/self/gid_map", f"{gid} {gid} 1")
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+            # the directories under /tmp it runs from, held open while /tmp is covered
+            held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in p.keep]
+            if p.tmp_source is None:
+                size = f"size={p.tmp_bytes},mode=1777"
+                _mount("tmpfs", SANDBOX_TMP, "tmpfs", MS_NOSUID | MS_NODEV, size)
+            else:
+                _mount(p.tmp_source, SANDBOX_TMP, None, MS_BIND | MS_REC, None)
+            for path, fd in held:
+                os.makedirs(path, exist_ok=True)
+                _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+                os.close(fd)
+            for path in p.readonly:
+                _mount(path, path, None, MS_BIND | MS_REC, None)
+                remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
+                _mount(None, path, None, remount, None)
+            cwd = p.cwd
+            if p.task_root:
+                try:
+                    _show_at_var_task(p)
+                    cwd = LAMBDA_TASK_ROOT
+                except OSError as exc:
+                    # said in the function's log: LAMBDA_TASK_ROOT names /var/task
+                    os.write(2, f"rie: sandbox: no /var/task for this init: {exc}\n".encode())
+            # the working directory was entered before the mounts: enter it again, on them
+            os.chdir(cwd)
+        except OSError:
+            return
+
+    return setup
+
+
+def _show_at_var_task(p: Plan) -> None:
+    """Bind the (read-only) task root at /var/task. Where the machine has no /var/task, /var is
+    covered by a small tmpfs holding its own entries again (bound back, symlinks remade) and the
+    new /var/task; the machine's /var is not touched."""
+    covered = False
+    try:
+        if p.var_entries:
+            var = os.open("/var", os.O_PATH | os.O_DIRECTORY)
+            try:
+                _mount("tmpfs", "/var", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+                covered = True
+                for name, kind in p.var_entries:
+                    target = f"/var/{name}"
+                    if kind.startswith("l:"):
+                        os.symlink(kind[2:], target)
+                        continue
+                    if kind == "d":
+                        os.mkdir(target)
+                    else:
+                        os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+                    _mount(f"/proc/self/fd/{var}/{name}", target, None, MS_BIND | MS_REC, None)
+            finally:
+                os.close(var)
+            os.mkdir(LAMBDA_TASK_ROOT)
+        _mount(p.task_root, LAMBDA_TASK_ROOT, None, MS_BIND | MS_REC, None)
+        # the task root's mount is read-only already (it is among `readonly`): keep its flags
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _mount_flags(LAMBDA_TASK_ROOT)
+        _mount(None, LAMBDA_TASK_ROOT, None, flags, None)
+    except OSError:
+        if covered:  # the machine's /var back as it was
+            with contextlib.suppress(OSError):
+                _umount("/var")
+        raise
+
+
+def _write_proc(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _mount_flags(path: str) -> int:
+    try:
+        f_flag = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    return sum(ms for st, ms in _KEEP_FLAGS if f_flag & st)
