@@ -1,4 +1,4 @@
-"""`python -m benchmarks [--quick | --smoke] [--peer-rie PATH]`: run every scenario, print a table and
+"""`python -m benchmarks [--quick | --smoke] [--peer-rie PATH] [--peer-sls PATH]`: run every scenario, print a table and
 the goals, write the raw results as JSON, draw the plots, and (for a full run) rewrite RESULTS.md.
 
 A full (default) run writes benchmarks/RESULTS.md, benchmarks/results.json and benchmarks/plots/*.png;
@@ -28,8 +28,10 @@ from benchmarks.scenarios import (
     emulator,
     extensions,
     http_front,
+    http_load,
     memory,
     payload,
+    reload,
     runtime_client,
 )
 
@@ -41,6 +43,8 @@ SCENARIOS = {
     "memory": memory,
     "concurrency": concurrency,
     "http_front": http_front,
+    "http_load": http_load,
+    "reload": reload,
     "extensions": extensions,
     "dashboard": dashboard,
 }
@@ -57,6 +61,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--peer-rie",
         metavar="PATH",
         help="the official Go emulator's aws-lambda-rie binary, to compare with",
+    )
+    p.add_argument(
+        "--peer-sls",
+        metavar="PATH",
+        help="serverless-offline's serverless.js (npm serverless@3 + serverless-offline@13), "
+        "to compare the HTTP front with",
     )
     p.add_argument("--only", default="", help="comma-separated scenarios: " + ",".join(SCENARIOS))
     p.add_argument(
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    config = Config(sizes=sizes, peer_rie=args.peer_rie, only=only)
+    config = Config(sizes=sizes, peer_rie=args.peer_rie, peer_sls=args.peer_sls, only=only)
     full = sizes is DEFAULT and not only
     harness.install_cleanup()
 
@@ -117,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "python -m benchmarks"
         + ("" if sizes is DEFAULT else f" --{sizes.name}")
         + (f" --peer-rie {shlex.quote(args.peer_rie)}" if args.peer_rie else "")
+        + (f" --peer-sls {shlex.quote(args.peer_sls)}" if args.peer_sls else "")
         + (f" --only {args.only}" if only else "")
     )
     if args.from_json:

@@ -32,6 +32,10 @@ class Sizes:
     bursts: tuple[int, ...]
     burst_repeats: int
     warmup: int = 200
+    # the HTTP front under load: alternated rounds (of `concurrency_seconds` each)
+    load_rounds: int = 5
+    # --watch: saves measured
+    reload_samples: int = 12
     notes: list[str] = field(default_factory=list)
 
 
@@ -52,6 +56,8 @@ SMOKE = Sizes(
     bursts=(2,),
     burst_repeats=1,
     warmup=20,
+    load_rounds=1,
+    reload_samples=2,
 )
 
 QUICK = Sizes(
@@ -71,6 +77,8 @@ QUICK = Sizes(
     bursts=(2, 4, 8),
     burst_repeats=2,
     warmup=100,
+    load_rounds=2,
+    reload_samples=3,
 )
 
 DEFAULT = Sizes(
@@ -99,4 +107,5 @@ SIZES = {s.name: s for s in (SMOKE, QUICK, DEFAULT)}
 class Config:
     sizes: Sizes
     peer_rie: str | None = None
+    peer_sls: str | None = None
     only: tuple[str, ...] = ()

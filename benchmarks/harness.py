@@ -194,6 +194,10 @@ class Emulator:
     listening_ns: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()  # more rie flags (e.g. the HTTP front's)
+    task_root: Path = HANDLERS
+    # the source tree rie and runtime are imported from (`-m` and `-c` put the working directory
+    # first on sys.path): another checkout measures the code before a change in the same run
+    tree: Path = REPO
 
     @property
     def label(self) -> str:
@@ -222,7 +226,7 @@ class Emulator:
             "--runtime-api-address",
             "127.0.0.1:0",
             "--task-root",
-            str(HANDLERS),
+            str(self.task_root),
             "--handler",
             self.handler,
         ]
@@ -235,9 +239,13 @@ class Emulator:
         timing; the caller must not let it fill), else into a temporary file (no reader needed)."""
         env = dict(os.environ)
         env.pop("AWS_LAMBDA_RUNTIME_API", None)
-        env.update(_HANDLER=self.handler, LAMBDA_TASK_ROOT=str(HANDLERS), **self.extra_env)
+        env.update(_HANDLER=self.handler, LAMBDA_TASK_ROOT=str(self.task_root), **self.extra_env)
+        if self.tree != REPO:  # the runtimes too (rie starts them in the task root)
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(self.tree), env.get("PYTHONPATH")])
+            )
         cmd = self.command()
-        cwd = str(HANDLERS) if self.kind == "go" else str(REPO)
+        cwd = str(self.task_root) if self.kind == "go" else str(self.tree)
         if pipe:
             out: Any = subprocess.PIPE
         else:

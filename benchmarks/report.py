@@ -25,6 +25,16 @@ GOALS = (
     ("first_answer", "launch of rie → first answer ≤ 150 ms (cold, runtime `python -m runtime`)"),
     ("burst", "≥ 40 environments started per second in a cold burst"),
     ("throughput", "≥ 4,500 invocations/s with 8 callers (no-op)"),
+    # issue 17: half the cost per request, reload in a blink
+    ("front_rps", "HTTP front, 8 keep-alive clients, requests/s ≥ 1.2× serverless-offline"),
+    ("front_cpu", "CPU per HTTP-front request at 8 clients ≤ 0.30 ms (rie ≤ 0.18, runtime ≤ 0.10)"),
+    ("invoke_rps", "Invoke API, 8 callers, no-op handler: ≥ 5,000 invocations/s"),
+    ("rie_cpu", "rie's own CPU per sequential invoke ≤ 150 µs"),
+    ("launch", "launch → first answer ≤ 120 ms (lazy init, `python -m runtime`)"),
+    (
+        "reload",
+        "`--watch`: save → first answer from the new code ≤ 150 ms, nothing paid per request",
+    ),
 )
 
 
@@ -212,7 +222,114 @@ def goals(results: Results) -> list[dict[str, Any]]:
     else:
         add("leak", None, "not measured (`rie` missing)")
     _issue12_goals(results, ratios, add)
+    _issue17_goals(results, add)
     return out
+
+
+def _issue17_goals(results: Results, add: Callable[[str, bool | None, str], None]) -> None:
+    load = results.get("http_load") or {}
+    rie = _row(results, "http_load", variant="rie")
+    sls = _row(results, "http_load", variant="serverless-offline")
+    ratio = (load.get("ratios") or {}).get("rie / serverless-offline requests/s")
+    if rie and sls and ratio:
+        add(
+            "front_rps",
+            ratio["median"] >= 1.2,
+            f"{ratio['median']:.2f}× (rounds {ratio['min']:.2f}–{ratio['max']:.2f}; "
+            f"{rie['per_second']:,.0f} vs {sls['per_second']:,.0f}/s)",
+        )
+    elif rie:
+        add(
+            "front_rps",
+            None,
+            f"rie {rie['per_second']:,.0f}/s; serverless-offline not measured (`--peer-sls PATH`)",
+        )
+    else:
+        add("front_rps", None, "not measured")
+    if rie:
+        total = rie["cpu_us"] / 1000
+        peer = (
+            f"; serverless-offline {sls['cpu_us'] / 1000:.2f} ms (node {sls['server_cpu_us'] / 1000:.2f}"
+            f" + python runners {sls['children_cpu_us'] / 1000:.3f})"
+            if sls
+            else ""
+        )
+        add(
+            "front_cpu",
+            total <= 0.30 and rie["server_cpu_us"] <= 180 and rie["children_cpu_us"] <= 100,
+            f"{total:.2f} ms (rie {rie['server_cpu_us'] / 1000:.2f} + runtime "
+            f"{rie['children_cpu_us'] / 1000:.3f}){peer}",
+        )
+    else:
+        add("front_cpu", None, "not measured")
+    conc = results.get("concurrency") or {}
+    level = next(
+        (r for r in conc.get("rows", []) if r["variant"] == "rie+runtime" and r["callers"] == 8),
+        None,
+    )
+    floor = next(
+        (
+            r
+            for r in conc.get("rows", [])
+            if r["variant"].startswith("floor+") and r["callers"] == 8
+        ),
+        None,
+    )
+    if level:
+        add(
+            "invoke_rps",
+            level["per_second"] >= 5000,
+            f"{level['per_second']:,.0f}/s"
+            + (f"; floor {floor['per_second']:,.0f}/s" if floor else ""),
+        )
+    else:
+        add("invoke_rps", None, "not measured (needs 8 callers: not in `--smoke`)")
+    row = _row(results, "emulator", variant="rie+runtime")
+    floor_row = _row(results, "emulator", variant="floor+runtime")
+    if row:
+        add(
+            "rie_cpu",
+            row["emulator_cpu_us_per_invoke"] <= 150,
+            f"{row['emulator_cpu_us_per_invoke']:.0f} µs"
+            + (f"; floor {floor_row['emulator_cpu_us_per_invoke']:.0f} µs" if floor_row else ""),
+        )
+    else:
+        add("rie_cpu", None, "not measured")
+    cold = next(
+        (
+            r
+            for r in (results.get("cold_start") or {}).get("emulator_rows", [])
+            if r["variant"] == "rie+runtime"
+        ),
+        None,
+    )
+    if cold:
+        add(
+            "launch",
+            cold["median_ms"] <= 120,
+            f"{cold['median_ms']:.0f} ms (listening at {cold['listening_ms']:.0f} ms)",
+        )
+    else:
+        add("launch", None, "not measured")
+    rl = results.get("reload") or {}
+    watch = _row(results, "reload", variant="watch")
+    plain = _row(results, "reload", variant="no watch")
+    if watch and watch.get("reload_median_ms") is not None:
+        warm = rl.get("warm_ratio") or {}
+        idle = (
+            f"; idle CPU {watch['idle_cpu_us_per_s']:.0f} vs {plain['idle_cpu_us_per_s']:.0f} µs/s without"
+            if plain
+            else ""
+        )
+        add(
+            "reload",
+            watch["reload_median_ms"] <= 150,
+            f"{watch['reload_median_ms']:.0f} ms (max {watch['reload_max_ms']:.0f}, "
+            f"{watch['reloads']} saves); warm invoke with / without --watch "
+            f"{warm.get('median', 0):.2f}×{idle}",
+        )
+    else:
+        add("reload", None, "not measured")
 
 
 def _issue12_goals(
@@ -551,6 +668,78 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
             ),
         ]
         out.append((hf["title"], [hf["method"], "", *lines, *_skips(hf)]))
+    hl = results.get("http_load")
+    if hl and hl.get("rows"):
+        lines = _table(
+            [
+                "server",
+                "rounds",
+                "requests/s",
+                "CPU µs/req",
+                "server process",
+                "µs/req",
+                "its children",
+                "µs/req",
+            ],
+            [
+                [
+                    r["variant"],
+                    r["rounds"],
+                    r["per_second"],
+                    r["cpu_us"],
+                    r["server"],
+                    r["server_cpu_us"],
+                    r["children"],
+                    r["children_cpu_us"],
+                ]
+                for r in hl["rows"]
+            ],
+        )
+        lines += [
+            "",
+            *(
+                f"- {k}: **{v['median']:.2f}×** (per-round {v['min']:.2f}–{v['max']:.2f})"
+                for k, v in hl.get("ratios", {}).items()
+            ),
+        ]
+        out.append((hl["title"], [hl["method"], "", *lines, *_skips(hl)]))
+    elif hl:
+        out.append((hl["title"], _skips(hl)))
+    rl = results.get("reload")
+    if rl and rl.get("rows"):
+        lines = _table(
+            [
+                "rie",
+                "save → new answer, median ms",
+                "max ms",
+                "saves",
+                "warm invoke median µs",
+                "p99 µs",
+                "idle CPU µs/s",
+            ],
+            [
+                [
+                    r["variant"],
+                    "–" if r["reload_median_ms"] is None else r["reload_median_ms"],
+                    "–" if r["reload_max_ms"] is None else r["reload_max_ms"],
+                    r["reloads"],
+                    r["median_us"],
+                    r["p99_us"],
+                    r["idle_cpu_us_per_s"],
+                ]
+                for r in rl["rows"]
+            ],
+        )
+        warm = rl.get("warm_ratio") or {}
+        lines += [
+            "",
+            f"- each save, ms: {', '.join(str(x) for x in rl.get('reload_ms', []))}",
+            f"- warm invoke with / without --watch: **{warm.get('median', 0):.2f}×** "
+            f"(per-round {warm.get('min', 0):.2f}–{warm.get('max', 0):.2f})",
+        ]
+        out.append((rl["title"], [rl["method"], "", *lines, *_skips(rl)]))
+    elif rl:
+        out.append((rl["title"], _skips(rl)))
     ex = results.get("extensions")
     if ex and ex.get("rows"):
         lines = _table(

@@ -6,7 +6,10 @@ leave a `setsid` child behind), with `--max-concurrency` equal to the number of 
 invoke may be throttled. Then it checks and prints: every invoke answered exactly once with the
 kind its event asked for, no 429, and after SIGTERM no process the functions started, no TMPDIR
 and no memory cgroup left; then the same after a `kill -9` of a second emulator and the start of a
-third. Exit status 0 when every check holds. Figures: benchmarks/SOAK.md.
+third. Meanwhile, under that load, rounds of 10 parallel cold starts of a strict sh + curl
+runtime (AWS's tutorial runtime, which exits on any failed call) run against emulators of their
+own: every one of those invocations must succeed. Exit status 0 when every check holds. Figures:
+benchmarks/SOAK.md.
 
 The pure pieces (the mix, the classification of a reply, finding leftovers) are shared with the
 test suite's short soak (tests/scaling/test_fault_soak.py).
@@ -39,6 +42,9 @@ HANDLERS = HERE / "handlers"
 KINDS = {"ok": 70, "raise": 10, "timeout": 3, "exit": 8, "sigkill": 9}  # weights, in percent
 SPAWN_SHARE = 0.1
 MARKER = "PYRIE_SOAK_MARKER"
+STRICT_SH = HANDLERS / "strict_curl_bootstrap.sh"
+COLD_PARALLEL = 10  # cold starts per round
+FAULT_FUNCTION = ["--task-root", str(HANDLERS), "--handler", "faults.handler"]
 PATH = "/2015-03-31/functions/function/invocations"
 _LISTEN = re.compile(rb"Invoke API listening on http://([\d.]+):(\d+)")
 
@@ -117,21 +123,22 @@ class Emulator:
     """`python -m rie` around the fault handler, its output collected."""
 
     flags: list[str]
+    function: list[str] = field(default_factory=lambda: list(FAULT_FUNCTION))
+    env: dict[str, str] = field(default_factory=dict)
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
     output: bytearray = field(default_factory=bytearray)
 
     def start(self) -> Emulator:
-        env = {**os.environ, MARKER: self.marker}
+        env = {**os.environ, **self.env, MARKER: self.marker}
         env.pop("AWS_LAMBDA_RUNTIME_API", None)
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "rie",
                 "--runtime-interface-emulator-address", "127.0.0.1:0",
                 "--runtime-api-address", "127.0.0.1:0",
-                "--task-root", str(HANDLERS), "--handler", "faults.handler",
-                *self.flags,
+                *self.flags, *self.function,
             ],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -196,10 +203,14 @@ class Figures:
     shutdown_s: float = 0.0
     left_after_sigterm: list[str] = field(default_factory=list)
     left_after_kill9: list[str] = field(default_factory=list)
+    cold_rounds: int = 0
+    cold_starts: int = 0  # invocations that had an Init Duration
+    cold_failed: list[str] = field(default_factory=list)
 
     def ok(self) -> bool:
         return not (
-            self.wrong
+            self.cold_failed
+            or self.wrong
             or self.throttled
             or self.duplicate_ids
             or self.reports_not_once
@@ -218,13 +229,18 @@ def soak(invokes: int, callers: int, shutdown_timeout: float = 5.0) -> Figures:
     ).start()  # fmt: skip
     assert rie.proc is not None
     started = time.monotonic()
+    load_done = threading.Event()
+    cold = threading.Thread(target=cold_start_rounds, args=(figures, load_done), daemon=True)
+    cold.start()
     try:
         with ThreadPoolExecutor(callers) as ex:
             results = list(ex.map(rie.invoke, events))
     finally:
+        load_done.set()
         if rie.proc.poll() is None and sys.exc_info()[0] is not None:
             rie.stop(signal.SIGKILL)
     figures.seconds = time.monotonic() - started
+    cold.join(120)
     ids = []
     for event, (kind, request_id) in zip(events, results, strict=True):
         figures.kinds[kind] += 1
@@ -243,6 +259,31 @@ def soak(invokes: int, callers: int, shutdown_timeout: float = 5.0) -> Figures:
     figures.left_after_sigterm += leftover_paths(rie.proc.pid)
     figures.left_after_kill9 = kill9_and_restart(callers)
     return figures
+
+
+def cold_start_rounds(figures: Figures, load_done: threading.Event) -> None:
+    """Rounds of COLD_PARALLEL parallel invokes, each round against a new emulator around the
+    strict sh + curl runtime (its answers take a moment, so they overlap: cold starts), until the
+    load is over (one round at least). Any failed invocation is recorded."""
+    while not load_done.is_set() or figures.cold_rounds == 0:
+        rie = Emulator(
+            ["--max-concurrency", str(COLD_PARALLEL)],
+            function=["--", str(STRICT_SH)],
+            env={"ANSWER_DELAY": "0.3"},
+        ).start()
+        try:
+            with ThreadPoolExecutor(COLD_PARALLEL) as ex:
+                events = [{"n": i} for i in range(COLD_PARALLEL)]
+                results = list(ex.map(rie.invoke, events))
+            for event, (kind, _) in zip(events, results, strict=True):
+                if kind != "ok":
+                    figures.cold_failed.append(f"round {figures.cold_rounds}: {event}: {kind}")
+        except Exception as exc:  # a refused connection is a failed invocation too
+            figures.cold_failed.append(f"round {figures.cold_rounds}: {exc!r}")
+        finally:
+            rie.stop()
+        figures.cold_rounds += 1
+        figures.cold_starts += rie.output.count(b"Init Duration")
 
 
 def kill9_and_restart(callers: int) -> list[str]:
@@ -284,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"throttled (429) within the limit: {f.throttled}")
     print(f"duplicate request ids: {f.duplicate_ids}; REPORT lines not exactly one: "
           f"{f.reports_not_once}")  # fmt: skip
+    print(f"cold-start rounds of {COLD_PARALLEL} (strict sh + curl runtime) under the load: "
+          f"{f.cold_rounds}, {f.cold_starts} cold starts, failed invocations: "
+          f"{len(f.cold_failed)} {f.cold_failed[:5]}")  # fmt: skip
     print(f"shutdown (SIGTERM to exit): {f.shutdown_s:.2f} s")
     print(f"left after SIGTERM: {len(f.left_after_sigterm)} {f.left_after_sigterm[:5]}")
     print(f"left after kill -9 and a new start: {len(f.left_after_kill9)} {f.left_after_kill9[:5]}")

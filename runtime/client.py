@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import _socket
 import sys
+from time import monotonic
 
 TYPE_CHECKING = False  # `typing` costs milliseconds at start-up; annotations are never evaluated
 
@@ -24,6 +25,16 @@ _PEEK_FLAGS = _socket.MSG_PEEK | _socket.MSG_DONTWAIT
 # malloc's mmap threshold that is an mmap/munmap pair and fresh page faults every time.
 _RECV_SIZE = 65536
 _IDLE_AFTER = 0.002  # seconds without an answer to `next` after which the runtime counts as idle
+# A response this small is followed by the next `next` in the same write (HTTP/1.1 pipelining,
+# which every Runtime API server handles, serially): the runtime then blocks once per invocation,
+# waiting for its next event, instead of twice (for the 202, then for the event). Each block is a
+# context switch, and on a busy machine a wake-up onto cold caches: that, not Python, was most of
+# the runtime's CPU per invocation under load. Larger responses could be refused (413) and must
+# then be followed by an error report, not by `next`: they go alone.
+PIPELINE_MAX = 65536
+# A connection used this recently is taken to be open, without a peek (a syscall) to check.
+_FRESH_FOR = 1.0
+_SO_RCVLOWAT: int = getattr(_socket, "SO_RCVLOWAT", 0)  # Linux and the BSDs have it
 
 
 class ConnectionLost(ConnectionError):
@@ -69,6 +80,11 @@ class RuntimeClient:
         self._rbuf = bytearray(_RECV_SIZE)
         self._rview = memoryview(self._rbuf)
         self._fresh = False
+        self._used_at = 0.0  # monotonic time of the last complete answer
+        self._ack_len = 0  # bytes of the last 2xx answer to a response sent with a `next`
+        self._lowat = 1  # the socket's receive low-water mark (see _first_bytes)
+        self._last_len = 0  # bytes of the last answer read (0: not framed by Content-Length)
+        self._next_sent = False  # a `next` went out behind the last response, not yet read
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -90,6 +106,7 @@ class RuntimeClient:
                 sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             self._sock = sock
             self._fresh = True
+            self._lowat = 1
             return sock
         raise err or OSError(f"cannot connect to {self.host}:{self.port}")
 
@@ -98,15 +115,18 @@ class RuntimeClient:
             self._sock.close()
             self._sock = None
         self._buf.clear()
+        self._next_sent = False
 
     def _usable_socket(self) -> _socket.socket:
         sock = self._sock
-        if sock is None:
+        if sock is None or self._next_sent:
+            # a `next` sent ahead and not read must not be taken for this request's answer
             return self._connect()
         self._fresh = False
         # A server may close an idle keep-alive connection at any time; noticing it before
         # writing costs one non-blocking peek and avoids resending a request after a failure.
-        if not self._buf:
+        # A connection that answered a moment ago is not worth the syscall.
+        if not self._buf and monotonic() - self._used_at > _FRESH_FOR:
             try:
                 if sock.recv(1, _PEEK_FLAGS) == b"":
                     return self._connect()
@@ -119,19 +139,30 @@ class RuntimeClient:
     # -- requests -----------------------------------------------------------------------------
 
     def request(
-        self, head: bytes, body: bytes = b"", on_idle: Callable[[], None] | None = None
+        self,
+        head: bytes,
+        body: bytes = b"",
+        on_idle: Callable[[], None] | None = None,
+        then: bytes = b"",
+        on_sent: Callable[[], None] | None = None,
     ) -> Response:
         """Send one request (`head` is the complete request head) and read its response.
 
         A connection that turns out to be closed is replaced and the request sent once more,
         but only when the old one produced no response byte at all, so nothing is sent twice
         to a server that had started answering. `on_idle` runs if the answer takes longer than
-        a couple of milliseconds to start arriving (the runtime is then idle, waiting)."""
+        a couple of milliseconds to start arriving (the runtime is then idle, waiting).
+        `then` is a complete request sent in the same write, whose answer is left unread
+        (only `next` is ever sent so): the wait for this answer then lasts until the first
+        byte of that one comes too (see `_first_bytes`). `on_sent` runs once the request is
+        written, before the wait."""
         for attempt in (0, 1):
             sock = self._usable_socket()
             fresh = self._fresh
             try:
-                if len(body) < 65536:
+                if then:
+                    sock.sendall(head + body + then)
+                elif len(body) < 65536:
                     sock.sendall(head + body)
                 else:
                     sock.sendall(head)
@@ -145,11 +176,16 @@ class RuntimeClient:
                     if fresh or attempt:
                         raise
                     continue
-            if on_idle is not None and not self._buf:
-                self._wait_readable(sock, on_idle)
-                on_idle = None
+            if on_sent is not None:
+                on_sent()
             try:
-                return self._read_response(sock)
+                if not self._buf:
+                    if then and self._ack_len and _SO_RCVLOWAT:
+                        self._first_bytes(sock, self._ack_len + 1, on_idle)
+                    elif on_idle is not None:
+                        self._wait_readable(sock, on_idle)
+                on_idle = None
+                answer = self._read_response(sock)
             except ConnectionLost as e:
                 self.close()
                 if fresh or attempt or e.got_bytes:
@@ -158,9 +194,47 @@ class RuntimeClient:
                 self.close()
                 if fresh or attempt:
                     raise
+            else:
+                self._used_at = monotonic()
+                # a connection the answer closed took the pipelined request down with it
+                self._next_sent = bool(then) and self._sock is not None
+                if then and 200 <= answer.status < 300:
+                    self._ack_len = self._last_len
+                return answer
         raise AssertionError("unreachable")
 
-    def _wait_readable(self, sock: _socket.socket, on_idle: Callable[[], None]) -> None:
+    def _first_bytes(
+        self, sock: _socket.socket, lowat: int, on_idle: Callable[[], None] | None
+    ) -> None:
+        """Wait until `lowat` bytes have come (or the connection ended).
+
+        Behind a response goes `next`: the server answers the response at once (the 202) and
+        `next` only when the next invocation comes. Were the runtime woken by the 202 alone,
+        it would block again at once for the event: two wake-ups per invocation, each a
+        context switch onto cold caches. With the receive low-water mark just above the
+        length of the usual 202, the kernel wakes it once, when the event starts arriving.
+        An answer of another length costs at worst the second wake-up (a longer one) or is
+        read with the event (a shorter one); a signal or the connection's end wakes it too.
+        The mark stays set for the next invocation's wait (no syscall while the 202's length
+        holds); every other read puts it back to 1 first (`_plain`)."""
+        if self._lowat != lowat:
+            sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, lowat)
+            self._lowat = lowat
+        if on_idle is not None:
+            self._wait_readable(sock, on_idle, keep_lowat=True)
+        if not self._buf:
+            self._fill(sock, False, keep_lowat=True)
+
+    def _plain(self, sock: _socket.socket) -> None:
+        """A read that wants whatever has come: the low-water mark back to 1."""
+        sock.setsockopt(_socket.SOL_SOCKET, _SO_RCVLOWAT, 1)
+        self._lowat = 1
+
+    def _wait_readable(
+        self, sock: _socket.socket, on_idle: Callable[[], None], keep_lowat: bool = False
+    ) -> None:
+        if self._lowat != 1 and not keep_lowat:
+            self._plain(sock)
         sock.settimeout(_IDLE_AFTER)
         try:
             n = sock.recv_into(self._rbuf)
@@ -174,7 +248,9 @@ class RuntimeClient:
             on_idle()
         # n == 0 (closed) is noticed again, and handled, by the read that follows
 
-    def _fill(self, sock: _socket.socket, got: bool) -> None:
+    def _fill(self, sock: _socket.socket, got: bool, keep_lowat: bool = False) -> None:
+        if self._lowat != 1 and not keep_lowat:
+            self._plain(sock)
         n = sock.recv_into(self._rbuf)
         if not n:
             raise ConnectionLost(got)
@@ -193,8 +269,10 @@ class RuntimeClient:
             headers[name.lower()] = value.strip()
 
         length = headers.get("content-length")
+        self._last_len = 0
         if length is not None:
             n = int(length)
+            self._last_len = end + 4 + n
             if n > _RECV_SIZE and len(buf) < n:
                 body = self._read_large(sock, n)
             else:
@@ -208,6 +286,8 @@ class RuntimeClient:
             body = b""
         else:
             # no framing: the body runs until the server closes the connection
+            if self._lowat != 1:
+                self._plain(sock)
             while n := sock.recv_into(self._rbuf):
                 buf += self._rview[:n]
             body = bytes(buf)
@@ -219,6 +299,8 @@ class RuntimeClient:
 
     def _read_large(self, sock: _socket.socket, n: int) -> bytes:
         # a big event (up to 6 MB) is read straight into its final buffer
+        if self._lowat != 1:
+            self._plain(sock)
         body = bytearray(n)
         view = memoryview(body)
         have = len(self._buf)
@@ -258,7 +340,25 @@ class RuntimeClient:
     def next(self, on_idle: Callable[[], None] | None = None) -> Response:
         """Block until the next invocation arrives (`GET /runtime/invocation/next`).
 
-        `on_idle` runs (once) if none is waiting, before blocking for it."""
+        `on_idle` runs (once) if none is waiting, before blocking for it. When the last
+        response took a `next` with it, its answer is read, and only if the connection failed
+        before a byte of it came is `next` asked again, on a new connection."""
+        sock = self._sock
+        if self._next_sent and sock is not None:
+            self._next_sent = False
+            try:
+                if on_idle is not None and not self._buf:
+                    self._wait_readable(sock, on_idle)
+                    on_idle = None
+                answer = self._read_response(sock)
+                self._used_at = monotonic()
+                return answer
+            except ConnectionLost as e:
+                self.close()
+                if e.got_bytes:
+                    raise
+            except OSError:
+                self.close()
         return self.request(self._next_request, b"", on_idle)
 
     def _post_head(self, path: str, length: int, extra: str) -> bytes:
@@ -272,11 +372,23 @@ class RuntimeClient:
         )
 
     def post_response(
-        self, request_id: str, body: bytes, content_type: str, extra: str = ""
+        self,
+        request_id: str,
+        body: bytes,
+        content_type: str,
+        extra: str = "",
+        then_next: bool = False,
+        on_idle: Callable[[], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> Response:
-        """`POST /runtime/invocation/{id}/response`; `extra` holds more header lines."""
+        """`POST /runtime/invocation/{id}/response`; `extra` holds more header lines.
+        `then_next`: a small response takes the next `next` with it (read by `next()`), and
+        this call returns when the 202 and the first bytes of the next invocation have come;
+        `on_sent` runs when the request is written, before that wait."""
         path = f"{API_PREFIX}/invocation/{request_id}/response"
         head = self._post_head(path, len(body), f"Content-Type: {content_type}\r\n{extra}")
+        if then_next and len(body) <= PIPELINE_MAX:
+            return self.request(head, body, on_idle, then=self._next_request, on_sent=on_sent)
         return self.request(head, body)
 
     def post_response_stream(

@@ -12,7 +12,7 @@ import _signal  # type: ignore[import-not-found]  # `signal` would import enum
 import os
 import sys
 
-from runtime import log
+from runtime import log, trace_env
 from runtime.client import Response, RuntimeClient
 from runtime.codec import decode_event, dumps, encode_result
 from runtime.context import LambdaContext, freeze_environment
@@ -38,12 +38,10 @@ _INIT_WARNING = (
     "loaded; the error follows.\r"
 )
 _DEFAULT_RESPONSE_LIMIT = 6291556
-_PRELOAD_AFTER = 16
+_PRELOAD_AFTER = 16  # invocations served back to back before preloading without waiting for idle
 # a `next` that answers no invocation is asked again this many times in all, 50 ms apart, doubling
 _NEXT_ATTEMPTS = 5
-_NEXT_RETRY_DELAY_S = (
-    0.05  # invocations served back to back before preloading without waiting for idle
-)
+_NEXT_RETRY_DELAY_S = 0.05
 
 
 class _Terminate(BaseException):
@@ -74,6 +72,7 @@ def _preload(want_asyncio: bool) -> None:
     from runtime.codec import preload  # by its full name (see runtime.handler.make_way)
 
     preload()
+    trace_env.preload()
     if want_asyncio:
         import asyncio  # noqa: F401
 
@@ -183,6 +182,11 @@ class Runtime:
         if self._waiting:
             raise _Terminate
 
+    def _now_waiting(self) -> None:
+        self._waiting = True
+        if self._terminating:  # SIGTERM came while the response was being sent
+            raise _Terminate
+
     def install_sigterm(self) -> None:
         # a handler the function installed at init is its own business: leave it alone
         if _signal.getsignal(_signal.SIGTERM) in (_signal.SIG_DFL, None):
@@ -263,11 +267,7 @@ class Runtime:
         tenant_id = headers.get("lambda-runtime-aws-tenant-id")
         log.request_id = request_id
         log.tenant_id = tenant_id
-        trace_id = headers.get("lambda-runtime-trace-id")
-        if trace_id is not None:
-            os.environ["_X_AMZN_TRACE_ID"] = trace_id
-        elif "_X_AMZN_TRACE_ID" in os.environ:
-            del os.environ["_X_AMZN_TRACE_ID"]
+        trace_env.set(headers.get("lambda-runtime-trace-id"))
         invocation_id = headers.get("lambda-runtime-invocation-id")
         extra = f"Lambda-Runtime-Invocation-Id: {invocation_id}\r\n" if invocation_id else ""
 
@@ -292,7 +292,24 @@ class Runtime:
         if streamed is not None:
             self.stream(request_id, *streamed, extra)
             return
-        answer = self.client.post_response(request_id, body, content_type, extra)
+        stdout = sys.stdout
+        if stdout is not None:
+            stdout.flush()  # a partial line is the invocation's, before `next` goes out with it
+        # the next `next` goes out with the response (see runtime.client.PIPELINE_MAX), and
+        # the answer to that comes back with the start of the next invocation: from the moment
+        # the response is written the runtime is waiting for work, as in `next`
+        try:
+            answer = self.client.post_response(
+                request_id,
+                body,
+                content_type,
+                extra,
+                then_next=True,
+                on_idle=None if self._preloaded else self._preload_now,
+                on_sent=self._now_waiting,
+            )
+        finally:
+            self._waiting = False
         if answer.status == 413:
             # too large for the Runtime API: that is the function's error, not the runtime's end
             limit = _limit_from(answer.body)

@@ -57,11 +57,23 @@ def test_benchmarks_smoke_run(tmp_path: Path) -> None:
     assert conc["rows"] and all(r["per_second"] > 0 for r in conc["rows"])
     assert conc["bursts"] and all(r["environments"] >= 1 for r in conc["bursts"])
 
+    # the HTTP front under load runs rie alone without --peer-sls, and says so
+    load = results["http_load"]
+    assert "error" not in load, load.get("error")
+    assert [r["variant"] for r in load["rows"]] == ["rie"]
+    assert load["rows"][0]["per_second"] > 0 and load["rows"][0]["children_cpu_us"] > 0
+    assert "--peer-sls" in load["skipped"]["serverless-offline"]
+    reload = results["reload"]
+    assert "error" not in reload, reload.get("error")
+    watch = next(r for r in reload["rows"] if r["variant"] == "watch")
+    assert watch["reloads"] >= 2 and watch["reload_median_ms"] > 0
+
     goals = {g["goal"]: g for g in results["goals"]}
-    assert len(goals) == 11  # the first five, and issue 12's six
+    assert len(goals) == 17  # the first five, issue 12's six and issue 17's six
     # what the smoke run measures is judged (the Go ratios need --peer-rie; 8 callers, --quick)
     judged = [g for g in results["goals"] if g["met"] is not None]
     assert any("p99 / p50" in g["goal"] for g in judged)
     assert any("first answer" in g["goal"] for g in judged)
     assert any("cold burst" in g["goal"] for g in judged)
+    assert any("--watch" in g["goal"] for g in judged)
     assert "== goals ==" in proc.stdout

@@ -27,3 +27,9 @@ def whoami(event, context):  # type: ignore[no-untyped-def]
 def http(event, context):  # type: ignore[no-untyped-def]
     """The smallest valid proxy response, for every HTTP front format (http_front scenario)."""
     return {"statusCode": 200, "body": "ok"}
+
+
+def hello(event, context):  # type: ignore[no-untyped-def]
+    """`GET /hello/{name}` behind an API Gateway (REST) front, rie's or a peer's (http_load)."""
+    name = (event.get("pathParameters") or {}).get("name", "")
+    return {"statusCode": 200, "body": "hello " + name}

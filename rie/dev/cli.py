@@ -15,6 +15,7 @@ import argparse
 import base64
 import http.client
 import json
+import math
 import os
 import sys
 from typing import Any
@@ -112,6 +113,8 @@ def invoke_main(argv: list[str]) -> int:
     )
     p.add_argument("--timeout", type=float, default=905.0, help="seconds to wait for the answer")
     a = p.parse_args(argv)
+    if not (math.isfinite(a.timeout) and a.timeout > 0):
+        return _fail(f"--timeout must be a finite number of seconds above 0, got {a.timeout}")
 
     try:
         payload = _payload(a)

@@ -30,6 +30,7 @@ from rie.model.invocation import Invocation
 from rie.observe import logs
 from rie.observe.metrics import Metrics
 from rie.sandbox.environment import EndpointFactory, Environment, EnvState
+from rie.sandbox.external import ExternalEnvironment
 from rie.settings.config import Config
 
 log = logging.getLogger("rie")
@@ -93,7 +94,8 @@ class Pool:
 
     def _create(self, provisioned: bool) -> Environment:
         self._next_id += 1
-        env = Environment(
+        kind = ExternalEnvironment if self.config.external_runtime else Environment
+        env = kind(
             self._next_id,
             self.config,
             self._base_env,
@@ -312,15 +314,12 @@ class EventQueue:
         self._sink = sink
         self._queue: asyncio.Queue[QueuedEvent] = asyncio.Queue()
         self._retrying: dict[str, tuple[asyncio.TimerHandle, QueuedEvent]] = {}
-        self._workers: list[asyncio.Task[None]] = []
+        # made on demand, one per event being run, up to the concurrency limit; each ends when
+        # the queue is empty (so an idle function, whatever its limit, holds none)
+        self._workers: set[asyncio.Task[None]] = set()
         self._active = 0
         self._closing = False
         metrics.gauges["rie_event_queue_depth"] = lambda: self._queue.qsize() + len(self._retrying)
-
-    def start(self) -> None:
-        self._workers = [
-            asyncio.ensure_future(self._work()) for _ in range(self._config.max_concurrency)
-        ]
 
     def submit(self, inv: Invocation) -> None:
         item = QueuedEvent(inv, time.time())
@@ -328,25 +327,44 @@ class EventQueue:
             self._give_up(item, "EmulatorShutdown")
             return
         self._queue.put_nowait(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Enough workers for the queued events, within the concurrency limit. A worker that has
+        not started yet is the only kind not running an event: every other one is in `_attempt`
+        whenever the loop can get here."""
+        while (
+            len(self._workers) < self._config.max_concurrency
+            and len(self._workers) - self._active < self._queue.qsize()
+        ):
+            worker = asyncio.ensure_future(self._work())
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
 
     @property
     def pending(self) -> int:
         return self._queue.qsize() + len(self._retrying) + self._active
 
     async def _work(self) -> None:
-        while True:
-            item = await self._queue.get()
-            self._active += 1
-            try:
-                await self._attempt(item)
-            except asyncio.CancelledError:
-                # only the awaited invoke can be cut: its event has no record yet
-                self._give_up(item, "EmulatorShutdown")
-                raise
-            except Exception:  # a worker must never die: log and go on with the next event
-                log.exception("event %s: unexpected failure", item.inv.request_id)
-            finally:
-                self._active -= 1
+        try:
+            while not self._queue.empty():
+                item = self._queue.get_nowait()
+                self._active += 1
+                try:
+                    await self._attempt(item)
+                except asyncio.CancelledError:
+                    # only the awaited invoke can be cut: its event has no record yet
+                    self._give_up(item, "EmulatorShutdown")
+                    raise
+                except Exception:  # a worker must never die: log and go on with the next event
+                    log.exception("event %s: unexpected failure", item.inv.request_id)
+                finally:
+                    self._active -= 1
+        finally:
+            # at once, not in a done callback: an event submitted meanwhile must see it gone
+            task = asyncio.current_task()
+            if task is not None:
+                self._workers.discard(task)
 
     async def _attempt(self, item: QueuedEvent) -> None:
         if time.time() - item.received_at > self._config.event_max_age_s:
@@ -382,6 +400,7 @@ class EventQueue:
     def _requeue(self, item: QueuedEvent) -> None:
         self._retrying.pop(item.inv.request_id, None)
         self._queue.put_nowait(item)
+        self._wake()
 
     def _give_up(self, item: QueuedEvent, condition: str) -> None:
         self._metrics.event_failures += 1
@@ -423,7 +442,7 @@ class EventQueue:
         deadline = time.monotonic() + within_s
         while self._active and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        for worker in self._workers:
+        for worker in list(self._workers):
             worker.cancel()
 
 

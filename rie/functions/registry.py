@@ -53,7 +53,6 @@ class Function:
 
     async def start(self) -> None:
         await self.pool.start()  # provisioned environments are ready before the first caller
-        self.events.start()
 
     def __repr__(self) -> str:
         return f"Function({self.name!r})"

@@ -132,6 +132,10 @@ class Environment:
         # answered invocations whose REPORT waits for the extensions, each with its deadline
         self._held: dict[str, tuple[Invocation, asyncio.TimerHandle]] = {}
         self._init_started_at = 0.0
+        # what the runtime did before its process was recorded: the spawn finishes off the loop,
+        # and a quick runtime can be in `next` (or have posted its init error) before that
+        self._next_before_recorded = False
+        self._init_error_before_recorded = False
         self._stopping_extensions: asyncio.Task[int | None] | None = None
         self._closing_host: ExtensionHost | None = None  # shutting down, still answering
 
@@ -210,12 +214,15 @@ class Environment:
         self._release_held()
         if host is not None:
             code = await self._shutdown_host(host, "spindown", process, grace_s)
+            if process is not None:
+                self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
             if code is not None:
                 self._fail_all(
                     "Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}"
                 )
         elif process is not None:
             code = await process.stop(grace_s)
+            self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
             self._flush_partial()
             self._fail_all("Runtime.ExitError", f"Runtime exited with error: {describe_exit(code)}")
         self._fail_all(
@@ -236,6 +243,7 @@ class Environment:
     def _start(self) -> None:
         self.state = EnvState.INITIALIZING
         self._init_error = None
+        self._next_before_recorded = self._init_error_before_recorded = False
         loop = asyncio.get_running_loop()
         if self._warm is None or self._warm.done():
             self._warm = loop.create_future()
@@ -338,6 +346,7 @@ class Environment:
         assert self._init_error is not None
         error_type, body = self._init_error
         self._init_error = None
+        self._waiters.clear()
         init_ms = (time.perf_counter() - self._init_started_at) * 1000
         self._emit_init_failed("error", error_type, init_ms)
         self._platform_line(logs.init_report_line(init_ms, "error", error_type))
@@ -397,16 +406,18 @@ class Environment:
                 limits=self.limits,
                 fs=self.fs_plan(command, env),
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: what execve cannot pass (a NUL)
             log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
             self.state = EnvState.COLD
-            self._fail_queued(
-                "Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {exc.strerror}"
-            )
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            self._fail_queued("Runtime.InvalidEntrypoint", f"fork/exec {command[0]}: {reason}")
             self._settle_warm()
             return
-        if self.state is not EnvState.INITIALIZING or self._init_error is not None:
+        if self.state is not EnvState.INITIALIZING or (
+            self._init_error is not None and not self._init_error_before_recorded
+        ):
             # retired while spawning, or an extension failed the init meanwhile
+            self._waiters.clear()  # a `next` of this runtime goes with it
             await process.stop(0)
             if self.state is EnvState.INITIALIZING:
                 self._fail_init_without_runtime()
@@ -422,6 +433,10 @@ class Environment:
             limit, self._init_timed_out, process
         )
         self._spawn_task(self._watch(process))
+        if self._init_error_before_recorded:
+            self._kill_after_init_error(process)
+        elif self._next_before_recorded:
+            self._runtime_in_next()
 
     async def _watch(self, process: Process) -> None:
         code = await process.exited
@@ -438,13 +453,14 @@ class Environment:
         """The runtime asks for its next invocation: returned at once if one is waiting, else
         handed to `deliver` when one comes (until `cancel_next`)."""
         if self.state is EnvState.INITIALIZING and self._init_error is None:
-            host = self.extensions
-            if host is not None and not host.init_done:
-                # init ends when the extensions are in `next` too
-                host.phases.runtime_in_next = True
-                self._waiters.append(deliver)
-                return None
-            self._init_finished()
+            self._waiters.append(deliver)
+            if self.process is None:
+                # its process is not recorded yet (the spawn returns off the loop, and may return
+                # after the runtime's first call): the init ends once it is
+                self._next_before_recorded = True
+            else:
+                self._runtime_in_next()
+            return None
         if self._init_error is not None or self.state is not EnvState.READY:
             # a runtime that reported a failed init, or one being reset, gets nothing more
             return None
@@ -457,6 +473,16 @@ class Environment:
             return inv
         self._waiters.append(deliver)
         return None
+
+    def _runtime_in_next(self) -> None:
+        """The runtime of this init is in `next` (its `deliver` waits): the init ends, unless the
+        extensions are still initialising (then it ends when they are in `next` too)."""
+        host = self.extensions
+        if host is not None and not host.init_done:
+            host.phases.runtime_in_next = True
+            return
+        self._init_finished()
+        self._hand_to_waiters()
 
     def cancel_next(self, deliver: Callable[[Invocation], None]) -> None:
         """A runtime waiting in `next` has gone: it must not be handed an invocation."""
@@ -488,11 +514,14 @@ class Environment:
             source = "InitError" if self._init_error is not None else "Ready"
             raise InvalidStateTransition(source, "InitError")
         self._init_error = (error_type, body)
-        process = self.process
-        if process is not None:
-            asyncio.get_running_loop().call_later(
-                _INIT_ERROR_GRACE_S, self._kill_if_current, process
-            )
+        if self.process is None:
+            self._init_error_before_recorded = True  # killed once recorded
+        else:
+            self._kill_after_init_error(self.process)
+
+    def _kill_after_init_error(self, process: Process) -> None:
+        # a moment to flush its logs and exit by itself
+        asyncio.get_running_loop().call_later(_INIT_ERROR_GRACE_S, self._kill_if_current, process)
 
     # --- inner workings --------------------------------------------------------------------
 
@@ -797,6 +826,7 @@ class Environment:
                 code = await process.exited
         else:
             code = await process.stop(0)
+        self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
         self._after_exit(process, code)
 
     def _exited(self, process: Process, code: int) -> None:

@@ -171,6 +171,7 @@ class Process:
         self._proc = proc
         self.pid = proc.pid
         self._cgroup = cgroup
+        self._peak_bytes = 0  # the highest figure measured: it outlives the process
         self.started_at = time.perf_counter()
         self._read_fd: int | None = read_fd
         self._on_output = on_output
@@ -227,6 +228,8 @@ class Process:
 
     def kill_everything(self) -> None:
         """SIGKILL the process group and every process in the cgroup, `setsid` escapees too."""
+        if self.returncode is None:
+            self.memory_used_bytes()  # its peak, while /proc still has it
         self.signal_group(signal.SIGKILL)
         if self._cgroup is not None:
             self._cgroup.kill_members()
@@ -239,6 +242,7 @@ class Process:
     async def stop(self, grace_s: float) -> int:
         """SIGTERM the group and give it `grace_s`, then SIGKILL it (at once when grace_s is 0)."""
         if self.returncode is None and grace_s > 0:
+            self.memory_used_bytes()  # it may exit within the grace: its peak first
             self.signal_group(signal.SIGTERM)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), grace_s)
@@ -260,12 +264,18 @@ class Process:
                 self._loop.call_later(delay, cgroup.remove)
 
     def memory_used_bytes(self) -> int:
-        """The peak memory of the process group, as well as this machine lets us know it."""
-        leader = _status_kb(self.pid, b"VmHWM:") * 1024
+        """The peak memory of the process group, as well as this machine lets us know it: the
+        highest figure measured so far (a process that is gone has none left in /proc, but its
+        exit status came with the peak of it and of the children it waited for)."""
+        leader = max(_status_kb(self.pid, b"VmHWM:") * 1024, getattr(self._proc, "max_rss", 0))
         peak = self._cgroup.peak_bytes() if self._cgroup is not None else None
         if peak is not None:
-            return max(peak, leader)
-        return leader + sum(_status_kb(child, b"VmHWM:") * 1024 for child in _descendants(self.pid))
+            used = max(peak, leader)
+        else:
+            children = _descendants(self.pid) if self.returncode is None else ()
+            used = leader + sum(_status_kb(child, b"VmHWM:") * 1024 for child in children)
+        self._peak_bytes = max(self._peak_bytes, used)
+        return self._peak_bytes
 
 
 class _Child:
@@ -275,6 +285,7 @@ class _Child:
     def __init__(self, popen: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
         self._popen = popen  # kept until the exit is seen, so that nothing else reaps the pid
         self.pid = popen.pid
+        self.max_rss = 0  # bytes: the peak RSS of it and its waited-for children, once it exited
         self._loop = loop
         self._exit: asyncio.Future[int] = loop.create_future()
         self._pidfd: int | None = os.pidfd_open(popen.pid)
@@ -285,8 +296,23 @@ class _Child:
         return self._popen.returncode
 
     def _readable(self) -> None:
-        code = self._popen.poll()  # negative for a signal, as asyncio reports it
-        if code is None or self._pidfd is None:
+        if self._pidfd is None:
+            return
+        code = self._popen.returncode
+        if code is None:
+            try:
+                # reaped here rather than by `poll`: wait4 also gives the peak RSS of the process
+                # (and of the children it waited for), which /proc no longer has once it is gone
+                pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status, usage = 0, 0, None
+                code = self._popen.poll()
+            if pid:
+                code = os.waitstatus_to_exitcode(status)  # negative for a signal, as asyncio's
+                self._popen.returncode = code
+                if usage is not None:
+                    self.max_rss = usage.ru_maxrss * 1024
+        if code is None:
             return
         self._loop.remove_reader(self._pidfd)
         os.close(self._pidfd)

@@ -8,7 +8,9 @@ readable ones of our own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
+import math
 import os
 import shutil
 import sys
@@ -26,6 +28,11 @@ DEFAULT_ACCOUNT = "012345678912"
 DEFAULT_TIMEOUT_S = 300.0  # the official emulator's default; Lambda's console default is 3 s
 DEFAULT_MEMORY_MB = 3008
 DEFAULT_MAX_CONCURRENCY = 10
+# Lambda's default concurrency for a whole account: one environment is a process here, and more
+# than this many would be a machine's worth of them
+MAX_CONCURRENCY = 1000
+# Lambda Managed Instances' PerExecutionEnvironmentMaxConcurrency, at most
+MAX_PER_ENV_CONCURRENCY = 1600
 DEFAULT_IDLE_TIMEOUT_S = 600.0
 INIT_TIMEOUT_S = 10.0
 MAX_TIMEOUT_S = 900.0
@@ -90,6 +97,9 @@ class Config:
     runtime: str = ""  # a managed runtime's identifier (python3.12, provided.al2023), if known
     description: str = ""
     watch: bool = False  # recycle the environments when the code changes
+    # one environment whose runtime rie does not start (rie/sandbox/external.py)
+    external_runtime: bool = False
+    external_runtime_env: str | None = None  # where to write the variables that runtime needs
     # the HTTP front (Function URL / API Gateway); `routes` above and the rest are per function
     http_address: Address | None = None
     dashboard_address: Address | None = None  # the emulator's web dashboard (rie/fronts/dashboard)
@@ -179,12 +189,22 @@ def _check_can_listen(host: str, flag: str) -> None:
         ) from None
 
 
+def check_env_entry(key: str, value: str, origin: str) -> None:
+    """A variable a process can be given: a name without `=`, NUL or white space, a value
+    without NUL (execve cannot pass either)."""
+    if not key or "=" in key or "\0" in key or any(c.isspace() for c in key):
+        raise ConfigError(f"{origin}: {key!r} cannot be a variable's name")
+    if "\0" in value:
+        raise ConfigError(f"{origin}: the value of {key} has a NUL character")
+
+
 def parse_env_pairs(pairs: Sequence[str], origin: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")  # values may themselves contain '='
         if not sep or not key or any(c.isspace() for c in key):
             raise ConfigError(f"{origin}: expected KEY=VALUE, got {pair!r}")
+        check_env_entry(key, value, origin)
         env[key] = value
     return env
 
@@ -275,12 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument(
         "--max-concurrency",
         type=int,
-        help=f"environments at most, like reserved concurrency (default {DEFAULT_MAX_CONCURRENCY})",
+        help=f"environments at most, like reserved concurrency, 1-{MAX_CONCURRENCY} "
+        f"(default {DEFAULT_MAX_CONCURRENCY})",
     )
     sc.add_argument(
         "--per-environment-concurrency",
         type=int,
-        help="invocations one environment takes at once (default 1)",
+        help=f"invocations one environment takes at once, 1-{MAX_PER_ENV_CONCURRENCY} (default 1)",
     )
     sc.add_argument(
         "--provisioned", type=int, help="environments kept initialised ahead of time (default 0)"
@@ -368,6 +389,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="recycle a function's environments when its code changes (needs watchfiles)",
     )
     loop.add_argument(
+        "--external-runtime",
+        action="store_true",
+        help="start no runtime: one environment waits for a runtime started elsewhere (a "
+        "container, a debugger) to call `next` on --runtime-api-address; prints the variables "
+        "to start it with",
+    )
+    loop.add_argument(
+        "--external-runtime-env",
+        metavar="FILE",
+        help="with --external-runtime (implied): write those variables to FILE as KEY=VALUE "
+        "lines (docker --env-file, an IDE's env file)",
+    )
+    loop.add_argument(
         "--dashboard",
         metavar="[HOST:]PORT",
         help="serve a live web dashboard here: functions, environments, invocations with their "
@@ -430,6 +464,32 @@ def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
+def route_format(fmt: str | None, routes: Sequence[str], origin: str) -> str:
+    """Check the routes (ValueError's reason as a ConfigError naming `origin`) and give the HTTP
+    front's format: routes mean API Gateway, so without a format given they select http-api; a
+    Function URL has no routes, and so no path parameters to give its events."""
+    if not routes:
+        return fmt or "function-url"
+    from rie.settings.routes import parse_route  # pure and stdlib-only; loaded only when used
+
+    parsed = []
+    for route in routes:
+        try:
+            parsed.append(parse_route(route))
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+    if fmt is None:
+        return "http-api"
+    if fmt == "function-url":
+        for parsed_route in parsed:
+            if any(seg.startswith("{") for seg in parsed_route.segments):
+                raise ConfigError(
+                    f"{origin}: route {parsed_route.key!r} has path parameters, which a Function URL "
+                    "(http format function-url) does not give: use http-api or rest-api"
+                )
+    return fmt
+
+
 def _loopback_unless_named(text: str, flag: str) -> Address:
     """`[HOST:]PORT`: loopback unless a host is named."""
     text = text if ":" in text else f"127.0.0.1:{text}"
@@ -444,15 +504,7 @@ def _http_settings(a: argparse.Namespace, warnings: list[str]) -> dict[str, Any]
     if a.http is not None:
         address = _loopback_unless_named(a.http, "--http")
     routes = tuple(a.route)
-    if routes:
-        from rie.settings.routes import parse_route  # pure and stdlib-only; loaded only when used
-
-        for route in routes:
-            try:
-                parse_route(route)
-            except ValueError as exc:
-                raise ConfigError(f"--route: {exc}") from None
-    fmt = a.http_format or "function-url"
+    fmt = route_format(a.http_format, routes, "--route")
     if a.http_integration_timeout is not None and not 0 < a.http_integration_timeout <= 900:
         raise ConfigError("--http-integration-timeout must be more than 0 and at most 900")
     max_age = a.cors_max_age or 0
@@ -492,9 +544,12 @@ def _env_number(
     if text is None or text == "":
         return None
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         raise ConfigError(f"{key}: not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: not a finite number: {text!r}")
+    return value
 
 
 def _sandbox_mode(flag: str | None, env: Mapping[str, str]) -> str:
@@ -547,8 +602,53 @@ def resolve_command(command: Sequence[str], handler: str, task_root: str) -> tup
     return tuple(command)
 
 
+# a Config's numbers and the flag (or key, with `_` for `-`) that sets each
+_NUMBERS = {
+    "timeout_s": "--timeout",
+    "queue_timeout_s": "--queue-timeout",
+    "idle_timeout_s": "--idle-timeout",
+    "event_retry_delay_s": "--event-retry-delay",
+    "event_max_age_s": "--event-max-age",
+    "shutdown_timeout_s": "--shutdown-timeout",
+    "request_head_timeout_s": "--request-head-timeout",
+    "keepalive_timeout_s": "--keepalive-timeout",
+    "http_integration_timeout_s": "--http-integration-timeout",
+}
+
+
+def _check_external(a: argparse.Namespace, command: Sequence[str], one_function: bool) -> None:
+    """--external-runtime: one environment, whose runtime rie neither starts nor restarts."""
+    if not one_function:
+        raise ConfigError("--external-runtime serves one function: not with --config/--template")
+    if command:
+        raise ConfigError("--external-runtime starts no runtime: give no COMMAND")
+    for flag, value in (
+        ("--watch", a.watch),
+        ("--max-concurrency", (a.max_concurrency or 1) > 1),
+        ("--per-environment-concurrency", (a.per_environment_concurrency or 1) > 1),
+        ("--provisioned", bool(a.provisioned)),
+        ("--init lazy", a.init == "lazy"),
+    ):
+        if value:
+            raise ConfigError(
+                f"{flag} with --external-runtime: it is one environment, its runtime is not rie's to start"
+            )
+    path = a.external_runtime_env
+    if path is not None:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory) or os.path.isdir(path):
+            raise ConfigError(f"--external-runtime-env: cannot write {path}: no such directory")
+
+
 def check_function(config: Config) -> Config:
     """The per-function limits, checked the same way whether they came from flags or a file."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        # NaN passes every comparison's negation, and infinity every upper bound
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(
+                f"{_NUMBERS.get(f.name, f.name)} must be a finite number, got {value}"
+            )
     if not 0 < config.timeout_s <= MAX_TIMEOUT_S:
         raise ConfigError(
             f"timeout must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds, "
@@ -565,10 +665,18 @@ def check_function(config: Config) -> Config:
     name = config.function_name
     if not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64:
         raise ConfigError(f"function name {name!r}: letters, digits, '-' and '_' only, at most 64")
-    if config.max_concurrency < 1:
-        raise ConfigError("--max-concurrency must be at least 1")
-    if config.per_env_concurrency < 1:
-        raise ConfigError("--per-environment-concurrency must be at least 1")
+    if not 1 <= config.max_concurrency <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"--max-concurrency must be 1-{MAX_CONCURRENCY} (Lambda's default account "
+            f"concurrency), got {config.max_concurrency}"
+        )
+    if not 1 <= config.per_env_concurrency <= MAX_PER_ENV_CONCURRENCY:
+        raise ConfigError(
+            f"--per-environment-concurrency must be 1-{MAX_PER_ENV_CONCURRENCY}, "
+            f"got {config.per_env_concurrency}"
+        )
+    for key, value in config.user_env.items():
+        check_env_entry(key, value, "env")
     if not 0 <= config.provisioned <= config.max_concurrency:
         raise ConfigError("--provisioned must be between 0 and --max-concurrency")
     if not 0 <= config.event_retries <= 2:
@@ -606,6 +714,9 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         from rie.settings.package import unpack  # only with --zip
 
         a.task_root = unpack(a.zip)
+    external = a.external_runtime or a.external_runtime_env is not None
+    if external:
+        _check_external(a, command, one_function)
     if not one_function:
         for flag, value in (
             ("a COMMAND", command),
@@ -628,7 +739,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         raise ConfigError(f"--task-root: {task_root} is not a directory")
 
     handler = a.handler or (command[-1] if len(command) > 1 else "") or env.get("_HANDLER", "")
-    if one_function:
+    if one_function and not external:
         command = list(resolve_command(command, handler, task_root))
 
     timeout = _first(
@@ -669,7 +780,8 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append("the function's own variables exceed Lambda's 4 KB limit")
 
-    max_conc = int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
+    # an external runtime is one environment, made at start-up so that it can connect at once
+    max_conc = 1 if external else int(_first(a.max_concurrency, DEFAULT_MAX_CONCURRENCY))
     per_env = int(_first(a.per_environment_concurrency, 1))
     provisioned = int(_first(a.provisioned, 0))
     for flag, value in (
@@ -706,7 +818,7 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         runtime_api_address=runtime_address,
         runtime_api_port_explicit=a.runtime_api_address is not None,
         log_level=log_level,
-        init_eagerly=a.init == "eager",
+        init_eagerly=a.init == "eager" or external,
         max_concurrency=max_conc,
         per_env_concurrency=per_env,
         provisioned=provisioned,
@@ -723,8 +835,13 @@ def from_args(a: argparse.Namespace, env: Mapping[str, str], one_function: bool 
         extensions_dir=extensions_dir,
         warnings=tuple(warnings),
         watch=a.watch,
-        sandbox=_sandbox_mode(a.sandbox, env),
+        # (nothing of rie's runs the function's code with an external runtime)
+        sandbox="off" if external else _sandbox_mode(a.sandbox, env),
         ephemeral_storage_mb=int(_first(a.ephemeral_storage, 512)),
+        external_runtime=external,
+        external_runtime_env=(
+            None if a.external_runtime_env is None else os.path.abspath(a.external_runtime_env)
+        ),
         dashboard_address=(
             None if a.dashboard is None else _loopback_unless_named(a.dashboard, "--dashboard")
         ),

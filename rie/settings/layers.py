@@ -51,7 +51,9 @@ class Layers:
     @classmethod
     def prepare(cls, paths: Sequence[str]) -> Layers:
         import tempfile
-        import zipfile
+
+        from rie.settings.errors import ConfigError
+        from rie.settings.package import UNZIPPED_LIMIT, extract  # the one way zips are unpacked
 
         layers = cls()
         for path in paths:
@@ -62,10 +64,10 @@ class Layers:
                 layers._tmp = tempfile.mkdtemp(prefix="rie-layers-")
             target = os.path.join(layers._tmp, str(len(layers.roots)))
             try:
-                _unzip(path, target)
-            except (OSError, zipfile.BadZipFile) as exc:
+                extract(path, target, UNZIPPED_LIMIT, "--layer")
+            except ConfigError as exc:
                 layers.cleanup()
-                raise LayerError(f"--layer: cannot unpack {path}: {exc}") from None
+                raise LayerError(str(exc)) from None
             layers.roots.append(target)
         return layers
 
@@ -114,20 +116,3 @@ class Layers:
                 current = base.get(var, "")
                 changes[var] = os.pathsep.join([*paths, *([current] if current else [])])
         return changes
-
-
-def _unzip(path: str, target: str) -> None:
-    """Unpack keeping the executable bits (zipfile drops them), refusing paths that leave it."""
-    import zipfile
-
-    os.makedirs(target)
-    real_target = os.path.realpath(target)
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            dest = os.path.realpath(os.path.join(target, info.filename))
-            if not dest.startswith(real_target + os.sep) and dest != real_target:
-                raise zipfile.BadZipFile(f"{info.filename}: outside the layer")
-            zf.extract(info, target)
-            mode = info.external_attr >> 16
-            if mode & 0o111 and not info.is_dir():
-                os.chmod(dest, mode & 0o777)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -24,13 +25,16 @@ from rie.settings.config import (
     RUNTIME_ENTRY,
     USER_ENV_LIMIT,
     Config,
+    check_env_entry,
     check_function,
     read_env_file,
     resolve_command,
+    route_format,
 )
-from rie.settings.errors import ConfigError
+from rie.settings.errors import ConfigError, shown
 
 Settings = dict[str, Any]
+MAX_CONFIG_BYTES = 1024 * 1024  # as a CloudFormation template: a config is far smaller
 
 # key -> (the types it takes, what to say when it has another)
 KEYS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -151,11 +155,21 @@ def read_toml(path: str) -> list[tuple[str, Settings]]:
 
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--config {path}: larger than {MAX_CONFIG_BYTES // 1024} KB")
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--config {path}: not UTF-8 text, as TOML must be ({exc.reason} at byte {exc.start})"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"--config {path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"--config {path}: not valid TOML: nested too deeply") from None
     unknown = set(doc) - {"functions", "defaults"}
     if unknown:
         raise ConfigError(
@@ -183,10 +197,12 @@ def read_toml(path: str) -> list[tuple[str, Settings]]:
 def check_keys(settings: Mapping[str, object], origin: str) -> None:
     for key, value in settings.items():
         if key not in KEYS:
-            raise ConfigError(f"{origin}: unknown key {key!r} (known: {', '.join(sorted(KEYS))})")
+            raise ConfigError(
+                f"{origin}: unknown key {shown(key)} (known: {', '.join(sorted(KEYS))})"
+            )
         kinds, meaning = KEYS[key]
         if (isinstance(value, bool) and key not in _BOOLEAN_KEYS) or not isinstance(value, kinds):
-            raise ConfigError(f"{origin}: {key} must be {meaning}, got {value!r}")
+            raise ConfigError(f"{origin}: {key} must be {meaning}, got {shown(value)}")
 
 
 def relative_to(settings: Settings, directory: str) -> Settings:
@@ -238,17 +254,24 @@ def derive(base: Config, name: str, s: Settings, origin: str) -> Config:
     if "env_file" in s:
         user_env.update(read_env_file(s["env_file"]))
     for key, value in s.get("env", {}).items():
-        if isinstance(value, dict | list):
+        if isinstance(value, dict | list) or value is None:
             raise ConfigError(f"{origin}: env.{key} must be a string, a number or a boolean")
-        user_env[str(key)] = (
-            ("true" if value else "false") if isinstance(value, bool) else str(value)
-        )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{origin}: env.{key} must be a finite number, got {value}")
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        check_env_entry(str(key), text, f"{origin}: env")
+        user_env[str(key)] = text
     user_env.update(base.user_env)  # the command line's --env wins
     if sum(len(k) + len(v) for k, v in user_env.items()) > USER_ENV_LIMIT:
         warnings.append(f"{name}: the function's own variables exceed Lambda's 4 KB limit")
     routes = s.get("routes", [])
     if not all(isinstance(r, str) and r.strip() for r in routes):
         raise ConfigError(f"{origin}: routes must be strings such as 'GET /hello/{{name}}'")
+    if routes and "http_format" not in s:
+        # routes mean API Gateway: an HTTP API unless a format is given
+        s = {**s, "http_format": route_format(None, routes, f"{origin}: routes")}
+    else:
+        route_format(s.get("http_format", base.http_format), routes, f"{origin}: routes")
     layers = tuple(s.get("layers", []))
     for layer in layers:
         if not os.path.isdir(layer):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rie.settings.config import Config
-from rie.settings.errors import ConfigError
+from rie.settings.errors import ConfigError, shown
 from rie.settings.package import is_zip
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
@@ -57,6 +57,25 @@ _SHORT_TAGS = {
         )
     },
 }
+
+
+# a template is at most 1 MB (CloudFormation's limit for a template in S3)
+MAX_TEMPLATE_BYTES = 1024 * 1024
+# nodes the intrinsic functions may visit in one template: YAML aliases can make a small file
+# stand for a tree of billions (an alias bomb); real templates are far below this
+MAX_NODES = 200_000
+
+
+def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    """`value` if it is a mapping (or absent: empty), else the ConfigError saying what it is."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+_short = shown
 
 
 class _NoValue:
@@ -111,10 +130,22 @@ def parse(text: str, origin: str) -> dict[str, Any]:
     try:
         doc = yaml.load(text, Loader=_loader())  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{origin}: not a valid template: {exc}") from None
+        raise ConfigError(f"{origin}: not a valid template: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{origin}: not a valid template: nested too deeply") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{origin}: a template is a YAML mapping")
     return doc
+
+
+def _one_line(exc: Exception) -> str:
+    """PyYAML's message is several lines (with the offending text drawn): its problem and place."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{' '.join(str(problem).split())}{where}"
 
 
 class Resolver:
@@ -131,7 +162,7 @@ class Resolver:
         self.without_value: set[str] = set()  # parameters with neither a Default nor an override
         self.used_without_value: list[str] = []
         overrides = overrides or {}
-        declared = doc.get("Parameters") or {}
+        declared = mapping(doc.get("Parameters"), "Parameters")
         unknown = set(overrides) - set(declared)
         if unknown:
             raise ConfigError(f"--parameter-overrides: no parameter {', '.join(sorted(unknown))}")
@@ -158,17 +189,19 @@ class Resolver:
             "AWS::NotificationARNs": [],
             "AWS::NoValue": NO_VALUE,
         }
-        self.resources: Mapping[str, Any] = doc.get("Resources") or {}
-        self.mappings: Mapping[str, Any] = doc.get("Mappings") or {}
-        self.conditions: Mapping[str, Any] = doc.get("Conditions") or {}
+        self.resources = mapping(doc.get("Resources"), "Resources")
+        self.mappings = mapping(doc.get("Mappings"), "Mappings")
+        self.conditions = mapping(doc.get("Conditions"), "Conditions")
+        self._evaluating: list[str] = []  # conditions being evaluated, to find a cycle
+        self._nodes_left = MAX_NODES
         self.region = base.region
         self._functions: dict[str, Callable[[Any], Any]] = {
             "Ref": self._ref,
             "Condition": self._condition,
             "Fn::Sub": self._sub,
             "Fn::GetAtt": self._get_att,
-            "Fn::Join": lambda v: str(self.value(v[0])).join(
-                str(x) for x in self._list(self.value(v[1]))
+            "Fn::Join": lambda v: self._text(
+                str(self.value(v[0])).join(str(x) for x in self._list(self.value(v[1])))
             ),
             "Fn::If": lambda v: self.value(v[1] if self._condition(v[0]) else v[2]),
             "Fn::Select": lambda v: self._list(self.value(v[1]))[int(self.value(v[0]))],
@@ -183,12 +216,18 @@ class Resolver:
             "Fn::GetAZs": lambda v: [f"{self.value(v) or self.region}{z}" for z in "abc"],
             "Fn::Cidr": lambda v: [],
             "Fn::Length": lambda v: len(self._list(self.value(v))),
-            "Fn::ToJsonString": lambda v: __import__("json").dumps(self.value(v)),
+            "Fn::ToJsonString": lambda v: self._text(__import__("json").dumps(self.value(v))),
             "Fn::Transform": lambda v: None,
         }
 
     def value(self, node: Any) -> Any:
         """`node` with every intrinsic function in it evaluated; AWS::NoValue drops keys."""
+        self._nodes_left -= 1
+        if self._nodes_left < 0:
+            raise ConfigError(
+                f"the template stands for more than {MAX_NODES} values once its YAML aliases "
+                "are expanded (an alias bomb?)"
+            )
         if isinstance(node, dict):
             if len(node) == 1:
                 ((key, arg),) = node.items()
@@ -196,8 +235,12 @@ class Resolver:
                 if fn is not None:
                     try:
                         return fn(arg)
+                    except ConfigError:
+                        raise
                     except (IndexError, KeyError, TypeError, ValueError) as exc:
-                        raise ConfigError(f"cannot evaluate {key}: {arg!r} ({exc})") from None
+                        raise ConfigError(
+                            f"cannot evaluate {key}: {_short(arg)} ({str(exc)[:200]})"
+                        ) from None
             out = {}
             for key, item in node.items():
                 resolved = self.value(item)
@@ -208,9 +251,18 @@ class Resolver:
             return [x for x in (self.value(item) for item in node) if x is not NO_VALUE]
         return node
 
+    def _text(self, text: str) -> str:
+        """A string an intrinsic function made, refused past the size of a whole template (one
+        small string joined with itself through aliases grows tenfold a level)."""
+        if len(text) > MAX_TEMPLATE_BYTES:
+            raise ConfigError(
+                f"an intrinsic function makes a string of more than {MAX_TEMPLATE_BYTES} characters"
+            )
+        return text
+
     def _list(self, value: Any) -> list[Any]:
         if not isinstance(value, list):
-            raise TypeError(f"expected a list, got {value!r}")
+            raise TypeError(f"expected a list, got {_short(value)}")
         return value
 
     def _ref(self, name: Any) -> Any:
@@ -227,11 +279,18 @@ class Resolver:
             if resource.get("Type") == FUNCTION_TYPE and isinstance(props.get("FunctionName"), str):
                 return props["FunctionName"]
             return name
-        raise KeyError(f"no parameter or resource named {name!r}")
+        raise KeyError(f"no parameter or resource named {_short(name)}")
 
     def _condition(self, name: Any) -> bool:
         if isinstance(name, str) and name in self.conditions:
-            return bool(self.value(self.conditions[name]))
+            if name in self._evaluating:
+                cycle = " -> ".join([*self._evaluating[self._evaluating.index(name) :], name])
+                raise ConfigError(f"condition {name} depends on itself ({cycle})")
+            self._evaluating.append(name)
+            try:
+                return bool(self.value(self.conditions[name]))
+            finally:
+                self._evaluating.pop()
         return bool(self.value(name))
 
     def _sub(self, arg: Any) -> str:
@@ -266,12 +325,32 @@ def read(
 ) -> list[tuple[str, dict[str, Any]]]:
     """Settings (as project.KEYS) of every function of the template at `path`."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read(MAX_TEMPLATE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"--template: cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"--template {path}: larger than CloudFormation's 1 MB for a template")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"--template {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     here = os.path.dirname(os.path.abspath(path))
-    return functions_of(parse(text, path), here, base, path, overrides, warnings)
+    try:
+        return functions_of(parse(text, path), here, base, path, overrides, warnings)
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(path) else f"{path}: {message}") from None
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError, RecursionError) as exc:
+        # a shape this reader did not foresee: still one line naming the file
+        kind = (
+            "nested too deeply"
+            if isinstance(exc, RecursionError)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise ConfigError(f"{path}: cannot read the template ({_short(kind)})") from None
 
 
 def parse_overrides(values: Sequence[str]) -> dict[str, str]:
@@ -306,17 +385,17 @@ def functions_of(
 ) -> list[tuple[str, dict[str, Any]]]:
     stack = os.path.basename(here) or "rie-local"
     resolver = Resolver(doc, base, stack, overrides)
-    globals_ = (doc.get("Globals") or {}).get("Function") or {}
+    globals_ = mapping(mapping(doc.get("Globals"), "Globals").get("Function"), "Globals.Function")
     out = []
     notes: list[str] = [] if warnings is None else warnings
-    for logical_id, resource in (doc.get("Resources") or {}).items():
+    for logical_id, resource in resolver.resources.items():
         if not isinstance(resource, dict) or resource.get("Type") != FUNCTION_TYPE:
             continue
         where = f"{origin}: {logical_id}"
         try:
             if "Condition" in resource and not resolver._condition(resource["Condition"]):
                 continue
-            props = merge_globals(globals_, resource.get("Properties") or {})
+            props = merge_globals(globals_, mapping(resource.get("Properties"), "Properties"))
             props = resolver.value(props)
             out.append(settings_of(logical_id, props, resolver, here, where, notes))
         except ConfigError as exc:
@@ -359,7 +438,7 @@ def settings_of(
         raise ConfigError("InlineCode is not supported: put the code in a directory (CodeUri)")
     code = props.get("CodeUri", ".")
     if not isinstance(code, str) or code.startswith("s3://"):
-        raise ConfigError(f"CodeUri {code!r}: only a local directory or .zip can run here")
+        raise ConfigError(f"CodeUri {_short(code)}: only a local directory or .zip can run here")
     code = os.path.normpath(os.path.join(here, code))
     settings: dict[str, Any] = {}
     if os.path.isfile(code) and is_zip(code):
@@ -382,15 +461,19 @@ def settings_of(
     if isinstance(storage, dict) and "Size" in storage:
         settings["ephemeral_storage"] = storage["Size"]
     for key in ("timeout", "memory", "max_concurrency", "ephemeral_storage"):
-        if isinstance(settings.get(key), str) and settings[key].isdigit():
+        value = settings.get(key)
+        if isinstance(value, str) and value.isascii() and value.isdigit():
             settings[key] = int(settings[key])  # a parameter's default is often a string
-    variables = (props.get("Environment") or {}).get("Variables") or {}
+    variables = mapping(
+        mapping(props.get("Environment"), "Environment").get("Variables"), "Environment.Variables"
+    )
     if variables:
         settings["env"] = variables
     layers = [layer_path(layer, resolver, here) for layer in props.get("Layers") or []]
     if any(layer is not None for layer in layers):
         settings["layers"] = [layer for layer in layers if layer is not None]
-    routes = [route for event in (props.get("Events") or {}).values() if (route := route_of(event))]
+    events = mapping(props.get("Events"), "Events")
+    routes = [route for event in events.values() if (route := route_of(event))]
     if routes:
         settings["routes"] = routes
     settings.update(front_of(props, where, [] if warnings is None else warnings))
@@ -405,15 +488,20 @@ def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[
     `FunctionUrlConfig` a Function URL (its InvokeMode and Cors). The front's settings are one per function here, so the first API event decides."""
     kinds = []
     timeouts = []
-    for event in (props.get("Events") or {}).values():
+    for event in mapping(props.get("Events"), "Events").values():
         if isinstance(event, dict) and event.get("Type") in ("Api", "HttpApi"):
-            event_props = event.get("Properties") or {}
+            event_props = mapping(event.get("Properties"), "an event's Properties")
             version = str(event_props.get("PayloadFormatVersion", "2.0"))
             kinds.append(
                 "rest-api" if event["Type"] == "Api" or version.startswith("1") else "http-api"
             )
             timeout = event_props.get("TimeoutInMillis")
-            if isinstance(timeout, int | str) and str(timeout).isdigit() and int(timeout) > 0:
+            if (
+                isinstance(timeout, int | str)
+                and str(timeout).isascii()
+                and str(timeout).isdigit()
+                and int(timeout) > 0
+            ):
                 timeouts.append(int(timeout) / 1000)
     url = props.get("FunctionUrlConfig")
     if kinds:
@@ -446,7 +534,8 @@ def front_of(props: Mapping[str, Any], where: str, warnings: list[str]) -> dict[
         ):
             if prop in cors:
                 out[key] = cors[prop]
-        if isinstance(out.get("cors_max_age"), str) and out["cors_max_age"].isdigit():
+        max_age = out.get("cors_max_age")
+        if isinstance(max_age, str) and max_age.isascii() and max_age.isdigit():
             out["cors_max_age"] = int(out["cors_max_age"])
         if isinstance(out.get("cors_allow_credentials"), str):
             out["cors_allow_credentials"] = out["cors_allow_credentials"].lower() == "true"

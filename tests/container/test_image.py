@@ -310,3 +310,32 @@ def test_lambda_mode_timeout_takes_the_container_with_it(image: str, label: str)
         # the handler sleeps on in its container unless the reset took the container away
         wait_for_no_container(label, "the timed-out runtime's container is still running", r)
         assert r.proc is not None and r.proc.poll() is None  # rie itself carries on
+
+
+def test_the_image_as_a_runtime_rie_does_not_start(image: str, label: str, tmp_path: Path) -> None:
+    """`rie --external-runtime` on the host, the image run by hand with the variables rie wrote
+    (`docker run --env-file`): the container is the runtime; when it goes, rie waits for the
+    next one."""
+    env_file = tmp_path / "lambda.env"
+    flags = ("--external-runtime-env", str(env_file), "--handler", "fn.whoami", "--memory", "256")
+    run = (
+        "run", "--detach", "--label", label, "--network", "host", "--env-file", str(env_file),
+        "--volume", f"{FUNCTION}:/var/task:ro", image, "fn.whoami",
+    )  # fmt: skip
+    with rie(*flags) as r:
+        r.wait_for("rie: waiting for an external runtime on")
+        api = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        for n in (1, 2):
+            cid = docker(*run)
+            reply = r.invoke({"n": n}, timeout=GUARD_S)
+            seen = f"{reply.status} {reply.body.decode()}\nrie:\n{r.output()}\n{logs(cid)}"
+            assert reply.status == 200, seen
+            body = reply.json()
+            assert isinstance(body, dict) and body["event"] == {"n": n}, seen
+            assert body["runtime_api"] == api["AWS_LAMBDA_RUNTIME_API"], seen
+            assert body["memory_limit_in_mb"] == "256", seen
+            request_id = reply.header("X-Amzn-RequestId")
+            r.wait_for(rf"REPORT RequestId: {request_id}\t", GUARD_S)
+            # the container goes (a restart): rie, which did not start it, waits for the next
+            docker("rm", "--force", cid)
+        assert r.proc is not None and r.proc.poll() is None
