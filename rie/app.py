@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 from rie.api import extensions as extensions_api
 from rie.api import runtime as runtime_api
 from rie.functions.registry import Function, Functions
-from rie.http import lean_aiohttp
 from rie.observe import logs
 from rie.sandbox.environment import Endpoint, Environment
 from rie.sandbox.supervisor import MemoryCgroup, sweep_leftovers
 from rie.settings.config import Config
 
-if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runtimes initialise
+if TYPE_CHECKING:  # aiohttp is imported only for the web surfaces (`--http`, `--dashboard`)
+    from rie.api.invoke import InvokeApi
     from rie.fronts.dashboard import Dashboard
     from rie.http.aiohttp_server import Runner
     from rie.settings.layers import Layers
@@ -38,25 +38,6 @@ if TYPE_CHECKING:  # the HTTP layer (aiohttp) is imported by `start`, while runt
 log = logging.getLogger("rie")
 
 DEFAULT_EXTENSIONS_DIR = "/opt/extensions"
-
-
-def _import_http_layer(own_process: bool) -> None:
-    """Import the Invoke API (run in a thread while the loop starts environments). In the `rie`
-    process, aiohttp is entered without its client (see lean_aiohttp)."""
-    # the loop's thread is to get the GIL back within 0.5 ms, not 5, whenever a runtime needs
-    # an answer or a process is to be spawned, while this thread imports
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.0005))
-    try:
-        if own_process and lean_aiohttp.enter_server_side():
-            try:
-                from rie.api import invoke as invoke_api
-            except Exception as exc:
-                log.debug("aiohttp's server could not be imported on its own (%s)", exc)
-                lean_aiohttp.abandon("rie.http.aiohttp_server", "rie.api.invoke", "rie.api.catalog")
-        from rie.api import invoke as invoke_api  # noqa: F401
-    finally:
-        sys.setswitchinterval(interval)
 
 
 class Server:
@@ -67,8 +48,7 @@ class Server:
         *,
         own_process: bool = False,
     ) -> None:
-        """`own_process`: the emulator is alone in its process (the `rie` command), so that
-        aiohttp may be entered without its client."""
+        """`own_process`: the emulator is alone in its process (the `rie` command)."""
         self._own_process = own_process
         configs = [configs] if isinstance(configs, Config) else list(configs)
         self.layers: list[Layers] = []
@@ -95,7 +75,7 @@ class Server:
                 for config, fn_environ in prepared
             ]
         )
-        self._runner: Runner | None = None
+        self._invoke_api: InvokeApi | None = None
         self._watching: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
         self._http_runner: Runner | None = None
@@ -148,22 +128,9 @@ class Server:
         for fn in self.functions:
             # what the sandbox enforces here and what not (and why): never silent
             print(summary(fn.config), file=sys.stderr, flush=True)
-        # aiohttp's import is most of rie's start-up: it runs in a thread while the first
-        # environments start, so that their runtimes' init (which Lambda may run ahead of the
-        # first invoke) is hidden behind it rather than added to it
-        importing = None
-        if "rie.api.invoke" not in sys.modules:
-            importing = asyncio.get_running_loop().run_in_executor(
-                None, _import_http_layer, self._own_process
-            )
-        try:
-            # provisioned environments of every function are ready before the first caller
-            await asyncio.gather(*(fn.start() for fn in self.functions))
-        finally:
-            if importing is not None:
-                await importing
-        from rie.api.invoke import Services, build_app, fast_invoke_path
-        from rie.http.aiohttp_server import listen
+        # provisioned environments of every function are ready before the first caller
+        await asyncio.gather(*(fn.start() for fn in self.functions))
+        from rie.api import invoke as invoke_api
 
         if any(fn.config.watch for fn in self.functions):
             from rie.dev import reload  # watchfiles only with --watch
@@ -171,20 +138,12 @@ class Server:
             self._watching = asyncio.ensure_future(
                 reload.watch(self.functions.all, self._stop_watching)
             )
-        app = build_app(Services(self.functions))
         addr = self.config.invoke_address
-        self._runner, self.invoke_port = await listen(
-            app,
-            addr.host,
-            addr.port,
-            fallback=False,
-            head_timeout_s=self.config.request_head_timeout_s,
-            keepalive_timeout_s=self.config.keepalive_timeout_s,
-            handler=fast_invoke_path,
-            # by the time connections are closed every invocation is answered: this only bounds
-            # a caller that is slow to read its answer
-            shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
+        api = invoke_api.server(
+            self.functions, self.config.request_head_timeout_s, self.config.keepalive_timeout_s
         )
+        await api.start(addr.host, addr.port, fallback=False)
+        self._invoke_api, self.invoke_port = api, api.port
         print(
             f"rie: Invoke API listening on http://{addr.host}:{self.invoke_port}",
             file=sys.stderr,
@@ -267,7 +226,9 @@ class Server:
         deadline = time.monotonic() + grace
         term_s, close_s = _shares(grace)
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
-        for runner in (self._runner, self._http_runner, self._dashboard_runner):
+        if self._invoke_api is not None:
+            self._invoke_api.stop_listening()
+        for runner in (self._http_runner, self._dashboard_runner):
             if runner is not None:
                 for site in list(runner.sites):
                     await site.stop()
@@ -293,8 +254,11 @@ class Server:
         # 4. the Event workers record the outcomes of what they ran
         within_s = max(0.05, deadline - time.monotonic())
         await asyncio.gather(*(fn.events.close(within_s=within_s) for fn in self.functions))
-        # 5. answers are out: close the callers' connections
-        for runner in (self._runner, self._http_runner, self._dashboard_runner):
+        # 5. answers are out: close the callers' connections (by the time they are closed every
+        #    invocation is answered: this only bounds a caller that is slow to read its answer)
+        if self._invoke_api is not None:
+            await self._invoke_api.shutdown(close_s)
+        for runner in (self._http_runner, self._dashboard_runner):
             if runner is not None:
                 await runner.cleanup()
         # 6. memory cgroups whose processes were still leaving when their environment stopped

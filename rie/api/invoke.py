@@ -1,10 +1,15 @@
 """The Lambda Invoke API, served to callers (curl, boto3, the AWS CLI), and `/metrics`.
 
-Each handler validates the whole request first (function name, qualifier, headers, payload size,
-client context, the payload being JSON), so that a bad request is refused with the AWS error
-botocore models and never reaches an environment; then it hands one invocation to the pool and
-renders its one outcome. What can be refused from the head alone is refused before the body is
-read, and before `100 Continue` is sent to a client that asked for it.
+Its operations are routes on the project's HTTP/1.1 core (rie/http/protocol.py, which owns the
+wire: framing, limits, 100-continue, half-close, time limits), in the Invoke API's dialect: a
+strict parse, and every error of the wire rendered as the AWS error botocore models.
+
+Each route validates the whole request from its head first (function name, qualifier, headers,
+client context, the payload's size, an expectation), so that a bad request is refused before its
+body is read and before `100 Continue` is sent; the payload is checked to be JSON once it is
+complete; then one invocation is handed to the pool and its one outcome rendered in one write.
+The hot path (InvokeFunction) allocates no task and no future: the pool calls back when the
+invocation ends, and the answer's head is one formatted string.
 """
 
 from __future__ import annotations
@@ -17,19 +22,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from urllib.parse import parse_qsl, unquote
 
 import orjson
-from aiohttp import web
-from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestPayloadError
 
 from rie.functions.registry import Function, Functions
 from rie.http import eventstream
-from rie.http.aiohttp_server import body_truncated, render
+from rie.http.protocol import Connection, Dialect, Request, Router, Server
 from rie.model.errors import (
     ASYNC_PAYLOAD_LIMIT,
     CLIENT_CONTEXT_LIMIT,
@@ -38,11 +38,14 @@ from rie.model.errors import (
     MethodNotAllowed,
     RequestTooLarge,
     RieError,
+    ServiceUnavailable,
+    TooManyRequests,
     UnknownPath,
+    invoke_api_error,
 )
-from rie.model.invocation import Invocation, Request
+from rie.model.invocation import Invocation
+from rie.model.invocation import Request as InvocationRequest
 from rie.observe.metrics import render as render_metrics
-from rie.settings.config import Config
 
 log = logging.getLogger("rie")
 
@@ -53,10 +56,10 @@ PATH_FUNCTION = "/2015-03-31/functions/{name}"
 PATH_FUNCTION_CONFIGURATION = "/2015-03-31/functions/{name}/configuration"
 LIST_MAX_ITEMS = 50  # ListFunctions' page size when MaxItems is not given, as Lambda's
 
-H_INVOCATION_TYPE = "X-Amz-Invocation-Type"
-H_LOG_TYPE = "X-Amz-Log-Type"
+H_INVOCATION_TYPE = "x-amz-invocation-type"
+H_LOG_TYPE = "x-amz-log-type"
 H_LOG_RESULT = "X-Amz-Log-Result"
-H_CLIENT_CONTEXT = "X-Amz-Client-Context"
+H_CLIENT_CONTEXT = "x-amz-client-context"
 H_TRACE = "X-Amzn-Trace-Id"
 H_TENANT = "X-Amz-Tenant-Id"
 H_COGNITO = "X-Amz-Cognito-Identity"
@@ -65,33 +68,33 @@ H_EXECUTED_VERSION = "X-Amz-Executed-Version"
 H_FUNCTION_ERROR = "X-Amz-Function-Error"
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+STREAM_INVOCATION_TYPES = ("RequestResponse", "DryRun")
 # what `curl -d` sends unless told otherwise; no Lambda event is form data, so it means JSON
 _CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 # what a caller's header may hold to be passed on to the runtime: visible ASCII, spaces and tabs
-# (aiohttp hands other bytes over as UTF-8 or surrogate escapes; neither goes into a header)
+# (the head is read as Latin-1: other bytes would reach the runtime as other characters)
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
-# the caller headers passed on to the runtime (the client context is checked as it is decoded)
-_FORWARDED = ("Content-Type", H_TRACE, H_TENANT, H_COGNITO)
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# the caller headers passed on to the runtime (the client context is checked as it is decoded):
+# (the name as given in errors, the lower-case key)
+_FORWARDED = tuple((name, name.lower()) for name in ("Content-Type", H_TRACE, H_TENANT, H_COGNITO))
 _NOT_JSON = "Could not parse request body into json: Could not parse payload into json: "
-# a FunctionName the fast path takes as is: what the router's `{name}` matches, without escapes
-# to decode, and not a dot segment (the URL's normalisation would have removed it)
-_PLAIN_NAME = re.compile(r"(?!\.\.?$)[^{}/%]+")
 _SOURCE_SHOWN = 500  # characters of a refused payload quoted in the error, as Lambda's parser does
+# the longest request line or header line, and the most header fields, a caller may send (as
+# aiohttp's and Go's servers): past them a request is refused unread
+LINE_LIMIT = 8190
+MAX_HEADERS = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    functions: Functions
-
-
-SERVICES = web.AppKey("services", Services)
+_entropy = bytearray()  # random bytes read ahead: one read of urandom per 64 invocations
 
 
 def new_ids() -> tuple[str, str]:
-    """A request id (a random UUID, version 4) and an X-Ray trace id, from one read of urandom."""
-    raw = bytearray(os.urandom(36))
+    """A request id (a random UUID, version 4) and an X-Ray trace id, from 36 random bytes."""
+    if len(_entropy) < 36:
+        _entropy[:] = os.urandom(36 * 64)
+    raw = _entropy[-36:]
+    del _entropy[-36:]
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
@@ -178,353 +181,458 @@ def json_error(body: bytes) -> str | None:
     return f"{what}\n at [Source: (byte[]){shown}; line: {line}, column: {column}]"
 
 
-def _expects_continue(request: web.BaseRequest) -> bool:
-    expect = request.headers.get("Expect")
-    if expect is None or request.version != HttpVersion11:
-        return False
-    if expect.lower() != "100-continue":
-        error = InvalidRequestContent(f"Unsupported expectation {expect!r}")
-        error.status = 417  # type: ignore[misc]
-        raise error
-    return True
+def _expectation_error(req: Request) -> RieError | None:
+    """417 for an `Expect` other than `100-continue` (HTTP/1.1 only: 1.0 has no expectations);
+    the core sends `100 Continue` itself once the head is accepted."""
+    expect = req.headers.get("expect")
+    if expect is None or req.version != "HTTP/1.1" or expect.lower() == "100-continue":
+        return None
+    error = InvalidRequestContent(f"Unsupported expectation {expect!r}")
+    error.status = 417  # type: ignore[misc]
+    return error
 
 
-async def read_payload(request: web.BaseRequest, limit: int, operation: str) -> bytes:
-    """The request body, refused with 413 before buffering more than `limit` bytes of it.
-
-    A client waiting for `100 Continue` gets it only here, once its head was found acceptable;
-    one refused before has its answer instead, without having sent its body."""
-    too_large = RequestTooLarge(
-        f"Request must be smaller than {limit} bytes for the {operation} operation"
-    )
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise too_large
-    if _expects_continue(request) and declared != 0:
-        await request.writer.write(_CONTINUE)
-        request.writer.output_size = 0  # what was sent is not (a part of) the answer
-    body = bytearray()
-    try:
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > limit:
-                raise too_large
-    except (RequestPayloadError, HttpProcessingError) as exc:
-        detail = (str(exc).splitlines() or ["unreadable"])[0].rstrip(": ")
-        raise InvalidRequestContent(f"Malformed request body: {detail}") from None
-    if body_truncated(request) or (declared is not None and len(body) < declared):
-        raise InvalidRequestContent("HTTP request detected as truncated")
-    return bytes(body)
+def _query(req: Request) -> dict[str, str]:
+    """The query's parameters (the first of each name, as aiohttp's `query.get` gave)."""
+    params: dict[str, str] = {}
+    if req.query:
+        for key, value in parse_qsl(req.query, keep_blank_values=True):
+            params.setdefault(key, value)
+    return params
 
 
-async def accept(
-    request: web.BaseRequest, operation: str, functions: Functions, name: str
-) -> tuple[Invocation, Function] | web.Response:
-    """Validate an invoke request for the function `name` designates; the Invocation to run and
-    its function, or the answer to give at once."""
-    fn = resolve_function(functions, name, request.query.get("Qualifier"))
-    config = fn.config
-    headers = request.headers
+def _name(raw: str) -> str:
+    return unquote(raw) if "%" in raw else raw
 
+
+class _Accepted:
+    """What an invoke's head said, kept from `check` to `handle`."""
+
+    __slots__ = ("client_context", "fn", "invocation_type", "is_event", "operation", "tail")
+
+    def __init__(
+        self, fn: Function, operation: str, invocation_type: str, tail: bool, cc: str | None
+    ) -> None:
+        self.fn = fn
+        self.operation = operation
+        self.invocation_type = invocation_type
+        self.is_event = invocation_type == "Event"
+        self.tail = tail and not self.is_event
+        self.client_context = cc
+
+
+def accept_head(
+    functions: Functions, req: Request, name: str, operation: str, allowed: tuple[str, ...]
+) -> _Accepted:
+    """Validate an invoke request from its head alone; raises the AWS error to refuse it with.
+    Sets the request's body limit."""
+    headers = req.headers
+    qualifier = _query(req).get("Qualifier") if req.query else None
+    fn = resolve_function(functions, _name(name), qualifier)
     invocation_type = headers.get(H_INVOCATION_TYPE, "RequestResponse")
-    allowed = INVOCATION_TYPES if operation == "InvokeFunction" else ("RequestResponse", "DryRun")
     if invocation_type not in allowed:
         raise InvalidRequestContent(
             f"Invalid invocation type {invocation_type!r}: expected one of {', '.join(allowed)}"
         )
     log_type = headers.get(H_LOG_TYPE, "None")
-    if log_type not in ("None", "Tail"):
+    if log_type != "None" and log_type != "Tail":
         raise InvalidRequestContent(f"Invalid log type {log_type!r}: expected None or Tail")
-    for header in _FORWARDED:
-        for value in headers.getall(header, ()):
-            if not _HEADER_VALUE.fullmatch(value):
-                raise InvalidRequestContent(
-                    f"Invalid value for header {header}: only visible ASCII characters are allowed"
-                )
+    for header, key in _FORWARDED:
+        value = headers.get(key)
+        if value is not None and not _HEADER_VALUE.fullmatch(value):
+            raise InvalidRequestContent(
+                f"Invalid value for header {header}: only visible ASCII characters are allowed"
+            )
     client_context = decode_client_context(headers.get(H_CLIENT_CONTEXT))
-    is_event = invocation_type == "Event"
-    payload = event_payload(
-        await read_payload(
-            request,
-            ASYNC_PAYLOAD_LIMIT if is_event else SYNC_PAYLOAD_LIMIT,
-            "InvokeAsync" if is_event else operation,
-        )
-    )
-    request_id, new_trace = new_ids()
-    if invocation_type == "DryRun":
-        return web.Response(status=204, headers={H_REQUEST_ID: request_id})
+    accepted = _Accepted(fn, operation, invocation_type, log_type == "Tail", client_context)
+    req.limit = ASYNC_PAYLOAD_LIMIT if accepted.is_event else SYNC_PAYLOAD_LIMIT
+    return accepted
 
-    content_type = headers.get("Content-Type")
+
+def too_large(req: Request, limit: int) -> RieError:
+    accepted = req.context
+    operation = "InvokeFunction"
+    if isinstance(accepted, _Accepted):
+        operation = "InvokeAsync" if accepted.is_event else accepted.operation
+    return RequestTooLarge(
+        f"Request must be smaller than {limit} bytes for the {operation} operation"
+    )
+
+
+def start_invocation(
+    conn: Connection, req: Request, accepted: _Accepted
+) -> tuple[Invocation, Function] | None:
+    """The invocation a complete invoke request asks for; None when it was answered already
+    (DryRun, Event)."""
+    payload = event_payload(bytes(req.body))
+    request_id, new_trace = new_ids()
+    close = not req.keep_alive
+    if accepted.invocation_type == "DryRun":
+        conn.send(204, b"", None, close=close, headers=f"{H_REQUEST_ID}: {request_id}\r\n")
+        return None
+    headers = req.headers
+    content_type = headers.get("content-type")
     if not content_type or content_type == _CURL_DEFAULT_TYPE:
         content_type = "application/json"
+    fn = accepted.fn
+    config = fn.config
     inv = Invocation(
         request_id,
-        Request(
+        InvocationRequest(
             payload=payload,
             content_type=content_type,
-            trace_id=headers.get(H_TRACE) or new_trace,
-            client_context=client_context,
-            cognito_identity=headers.get(H_COGNITO),
-            tenant_id=headers.get(H_TENANT),
+            trace_id=headers.get("x-amzn-trace-id") or new_trace,
+            client_context=accepted.client_context,
+            cognito_identity=headers.get("x-amz-cognito-identity"),
+            tenant_id=headers.get("x-amz-tenant-id"),
             invoked_function_arn=config.function_arn,
-            invocation_type=invocation_type,
-            want_tail=log_type == "Tail" and not is_event,
+            invocation_type=accepted.invocation_type,
+            want_tail=accepted.tail,
         ),
         config.timeout_s,
     )
-    if is_event:
+    if accepted.is_event:
         fn.events.submit(inv)
-        return web.Response(status=202, headers={H_REQUEST_ID: request_id})
+        conn.send(202, b"", None, close=close, headers=f"{H_REQUEST_ID}: {request_id}\r\n")
+        return None
     return inv, fn
 
 
-def _answer_headers(inv: Invocation, config: Config) -> dict[str, str]:
-    return {
-        H_REQUEST_ID: inv.request_id,
-        H_EXECUTED_VERSION: config.function_version,
-        H_TRACE: inv.request.trace_id,
-    }
-
-
-async def invoke(request: web.Request) -> web.StreamResponse:
-    return await invoke_function(
-        request, request.app[SERVICES].functions, request.match_info["name"]
+def _answer_head(inv: Invocation, fn: Function) -> str:
+    return (
+        f"{H_REQUEST_ID}: {inv.request_id}\r\n{H_EXECUTED_VERSION}: {fn.config.function_version}"
+        f"\r\n{H_TRACE}: {inv.request.trace_id}\r\n"
     )
 
 
-async def invoke_function(
-    request: web.BaseRequest, functions: Functions, name: str
-) -> web.StreamResponse:
-    accepted = await accept(request, "InvokeFunction", functions, name)
-    if isinstance(accepted, web.Response):
-        return accepted
-    inv, fn = accepted
-    await fn.pool.invoke(inv, fn.config.queue_timeout_s)
-    outcome = inv.outcome
-    assert outcome is not None
-    headers = _answer_headers(inv, fn.config)
-    headers["Content-Type"] = "application/json"
-    if outcome.function_error:
-        headers[H_FUNCTION_ERROR] = "Unhandled"
-    if inv.request.want_tail:
-        headers[H_LOG_RESULT] = base64.b64encode(inv.tail).decode()
-    return web.Response(body=outcome.body, headers=headers)
+class _Answer:
+    """Answers one InvokeFunction when its invocation ends (the pool calls `done`)."""
+
+    __slots__ = ("conn", "fn", "gone", "inv", "keep_alive")
+
+    def __init__(self, conn: Connection, req: Request, inv: Invocation, fn: Function) -> None:
+        self.conn = conn
+        self.inv = inv
+        self.fn = fn
+        self.keep_alive = req.keep_alive
+        self.gone = False
+        conn.park(req, self.on_gone)
+
+    def on_gone(self) -> None:
+        # the caller hung up: the invocation still runs to its end, unanswered
+        self.gone = True
+
+    def done(self, inv: Invocation) -> None:
+        if self.gone:
+            return
+        outcome = inv.outcome
+        assert outcome is not None
+        head = _answer_head(inv, self.fn)
+        if outcome.function_error:
+            head += f"{H_FUNCTION_ERROR}: Unhandled\r\n"
+        if inv.request.want_tail:
+            head += f"{H_LOG_RESULT}: {base64.b64encode(inv.tail).decode()}\r\n"
+        self.conn.send(200, outcome.body, close=not self.keep_alive, headers=head)
+
+    def refused(self, error: RieError) -> None:
+        """The invocation never ran (no slot in time, or the emulator stopping)."""
+        if not self.gone:
+            self.conn.send_rendered(error, not self.keep_alive)
+
+    def start(self, wait_s: float) -> None:
+        pool = self.fn.pool
+        if pool.try_place(self.inv, self.done):
+            return
+        if wait_s <= 0:
+            pool.throttled(self.inv)
+            self.refused(TooManyRequests(Reason=pool.THROTTLE_REASON))
+            return
+        # no free slot: wait for one (the rare path: a task, as the HTTP front's)
+        waiting = asyncio.ensure_future(pool.invoke(self.inv, wait_s))
+        waiting.add_done_callback(self._waited)
+
+    def _waited(self, waiting: asyncio.Future[None]) -> None:
+        if waiting.cancelled():
+            self.refused(ServiceUnavailable())
+            return
+        error = waiting.exception()
+        if error is None:
+            self.done(self.inv)
+        elif isinstance(error, RieError):
+            self.refused(error)
+        else:
+            log.error("invocation %s failed: %r", self.inv.request_id, error)
+            self.refused(invoke_api_error(500, "Internal error"))
+
+
+class _StreamAnswer(_Answer):
+    """Answers one InvokeWithResponseStream: event-stream `PayloadChunk`s as the runtime streams
+    them (or the buffered response as one), then `InvokeComplete`. The head goes out with the
+    first chunk, so that an invoke refused for want of a slot can still answer 429."""
+
+    __slots__ = ("started",)
+
+    def __init__(self, conn: Connection, req: Request, inv: Invocation, fn: Function) -> None:
+        super().__init__(conn, req, inv, fn)
+        self.started = False
+        inv.on_chunk = self.chunk
+        # a caller that reads slower than the runtime streams holds the runtime back (through
+        # its socket), so that rie's memory does not grow with the backlog
+        conn.on_backlog = self.backlog
+
+    def backlog(self, behind: bool) -> None:
+        if behind:
+            log.debug("invocation %s: the caller is behind: the stream waits", self.inv.request_id)
+        self.inv.hold_stream(behind)
+
+    def on_gone(self) -> None:
+        self.gone = True
+        self.conn.on_backlog = None
+        self.inv.on_chunk = _drop  # its chunks are dropped; it still runs to its end
+        self.inv.hold_stream(False)
+
+    def _begin(self) -> None:
+        if not self.started:
+            self.started = True
+            head = f"Content-Type: {eventstream.CONTENT_TYPE}\r\n" + _answer_head(self.inv, self.fn)
+            self.conn.begin_stream(200, head)
+
+    def chunk(self, data: bytes) -> None:
+        if not self.gone:
+            self._begin()
+            self.conn.write_chunk(eventstream.encode("PayloadChunk", data))
+
+    def done(self, inv: Invocation) -> None:
+        if self.gone:
+            return
+        outcome = inv.outcome
+        assert outcome is not None
+        self._begin()
+        complete: dict[str, str] = {}
+        if outcome.function_error:
+            complete = {
+                "ErrorCode": outcome.error_type or "Unhandled",
+                "ErrorDetails": outcome.body.decode("utf-8", "replace"),
+            }
+        elif outcome.body:
+            self.conn.write_chunk(eventstream.encode("PayloadChunk", outcome.body))
+        if inv.request.want_tail:
+            complete["LogResult"] = base64.b64encode(inv.tail).decode()
+        self.conn.write_chunk(
+            eventstream.encode("InvokeComplete", json.dumps(complete).encode(), "application/json")
+        )
+        self.conn.end_stream()
 
 
 def _drop(_: bytes) -> None:
     pass
 
 
-async def invoke_streaming(request: web.Request) -> web.StreamResponse:
-    """InvokeWithResponseStream: the result as event-stream `PayloadChunk`s, then `InvokeComplete`.
+def _refuse(req: Request, error: RieError) -> RieError:
+    req.context = None
+    return error
 
-    A runtime that streams its response has each chunk passed on as it arrives; a buffered
-    response goes out as one chunk.
-    """
-    accepted = await accept(
-        request,
-        "InvokeWithResponseStream",
-        request.app[SERVICES].functions,
-        request.match_info["name"],
-    )
-    if isinstance(accepted, web.Response):
-        return accepted
-    inv, fn = accepted
-    chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
-    inv.on_chunk = chunks.put_nowait
-    run = asyncio.ensure_future(fn.pool.invoke(inv, fn.config.queue_timeout_s))
-    run.add_done_callback(lambda _: chunks.put_nowait(None))
-    response: web.StreamResponse | None = None
 
-    async def started() -> web.StreamResponse:
-        # headers go out with the first chunk, so that a throttled invoke can still answer 429
-        nonlocal response
-        if response is None:
-            response = web.StreamResponse(headers=_answer_headers(inv, fn.config))
-            response.content_type = eventstream.CONTENT_TYPE
-            await response.prepare(request)
-        return response
+class FunctionsRoute:
+    """`/2015-03-31/functions/...`: InvokeFunction (the hot path), GetFunction and
+    GetFunctionConfiguration."""
 
-    try:
-        while (chunk := await chunks.get()) is not None:
-            await (await started()).write(eventstream.encode("PayloadChunk", chunk))
-    except ConnectionResetError:
-        # the caller hung up: the invocation still runs to its end, its chunks are dropped
-        inv.on_chunk = _drop
-        await asyncio.shield(run)
-        assert response is not None
-        return response
-    await run  # raises the invoke's own errors (429, 503) when nothing was sent yet
-    outcome = inv.outcome
-    assert outcome is not None
-    stream = await started()
-    complete: dict[str, str] = {}
-    if outcome.function_error:
-        complete = {
-            "ErrorCode": outcome.error_type or "Unhandled",
-            "ErrorDetails": outcome.body.decode("utf-8", "replace"),
+    __slots__ = ("functions",)
+
+    PREFIX = PATH_FUNCTIONS + "/"
+
+    def __init__(self, functions: Functions) -> None:
+        self.functions = functions
+
+    def check(self, conn: Connection, req: Request) -> RieError | None:
+        name, _, operation = req.path[len(self.PREFIX) :].partition("/")
+        if not name or "{" in name or "}" in name:
+            return UnknownPath(f"No operation at {req.path}")
+        try:
+            if operation == "invocations":
+                if req.method != "POST":
+                    return MethodNotAllowed(f"Method {req.method} not allowed on {req.path}")
+                req.context = accept_head(
+                    self.functions, req, name, "InvokeFunction", INVOCATION_TYPES
+                )
+                return _expectation_error(req)
+            if req.method != "GET" or operation not in ("", "configuration"):
+                return UnknownPath(f"No operation at {req.path}")
+            req.context = operation
+            return _expectation_error(req)
+        except RieError as error:
+            return _refuse(req, error)
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        accepted = req.context
+        if not isinstance(accepted, _Accepted):
+            name = req.path[len(self.PREFIX) :].partition("/")[0]
+            fn = resolve_function(self.functions, _name(name), _query(req).get("Qualifier"))
+            from rie.api import catalog  # the control plane's reads are rare: loaded on use
+
+            if accepted == "configuration":
+                doc = catalog.function_configuration(fn.config)
+            else:
+                doc = catalog.get_function(fn.config)
+            _send_json(conn, req, doc)
+            return
+        started = start_invocation(conn, req, accepted)
+        if started is not None:
+            inv, fn = started
+            if fn.pool.closing:
+                raise ServiceUnavailable()
+            _Answer(conn, req, inv, fn).start(fn.config.queue_timeout_s)
+
+    too_large = staticmethod(too_large)
+
+
+class StreamRoute:
+    """`/2021-11-15/functions/{name}/response-streaming-invocations`: InvokeWithResponseStream."""
+
+    __slots__ = ("functions",)
+
+    PREFIX = "/2021-11-15/functions/"
+    SUFFIX = "/response-streaming-invocations"
+
+    def __init__(self, functions: Functions) -> None:
+        self.functions = functions
+
+    def check(self, conn: Connection, req: Request) -> RieError | None:
+        path = req.path
+        name = path[len(self.PREFIX) : -len(self.SUFFIX)]
+        if not path.endswith(self.SUFFIX) or not name or "/" in name or "{" in name or "}" in name:
+            return UnknownPath(f"No operation at {path}")
+        if req.method != "POST":
+            return MethodNotAllowed(f"Method {req.method} not allowed on {path}")
+        try:
+            req.context = accept_head(
+                self.functions, req, name, "InvokeWithResponseStream", STREAM_INVOCATION_TYPES
+            )
+        except RieError as error:
+            return _refuse(req, error)
+        return _expectation_error(req)
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        accepted = req.context
+        assert isinstance(accepted, _Accepted)
+        started = start_invocation(conn, req, accepted)
+        if started is not None:
+            inv, fn = started
+            if fn.pool.closing:
+                raise ServiceUnavailable()
+            _StreamAnswer(conn, req, inv, fn).start(fn.config.queue_timeout_s)
+
+    too_large = staticmethod(too_large)
+
+
+def _send_json(conn: Connection, req: Request, doc: object) -> None:
+    conn.send(200, json.dumps(doc).encode(), close=not req.keep_alive)
+
+
+class _GetRoute:
+    """A GET-only path (anything else on it: 404, or 405 where `strict`)."""
+
+    __slots__ = ("answer", "strict")
+
+    def __init__(self, answer: Callable[[Connection, Request], None], strict: bool) -> None:
+        self.answer = answer
+        self.strict = strict
+
+    def check(self, conn: Connection, req: Request) -> RieError | None:
+        if req.method != "GET":
+            if self.strict:
+                return MethodNotAllowed(f"Method {req.method} not allowed on {req.path}")
+            return UnknownPath(f"No operation at {req.path}")
+        return _expectation_error(req)
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        self.answer(conn, req)
+
+    too_large = staticmethod(too_large)
+
+
+class _UnknownRoute:
+    __slots__ = ()
+
+    def check(self, conn: Connection, req: Request) -> RieError | None:
+        return UnknownPath(f"No operation at {req.path}")
+
+    def handle(self, conn: Connection, req: Request) -> None:  # never: check refuses
+        raise UnknownPath(f"No operation at {req.path}")
+
+    too_large = staticmethod(too_large)
+
+
+def wire_error(status: int, message: str, error_type: str) -> RieError:
+    """The wire's own errors (a malformed head, a time limit, a truncated body, a failure) as
+    AWS errors."""
+    if status >= 500:
+        message = "Internal error"  # what went wrong is logged, not told
+    elif error_type == "TruncatedHTTPRequest":
+        message = "HTTP request detected as truncated"
+    return invoke_api_error(status, message)
+
+
+DIALECT = Dialect(
+    error=wire_error,
+    line_limit=LINE_LIMIT,
+    max_headers=MAX_HEADERS,
+    need_host=True,
+    greet_with_408=True,
+    answer_half_closed=True,
+)
+
+
+def router(functions: Functions) -> Router:
+    """The Invoke API's routes (and `/metrics`, `/ping`) in front of `functions`."""
+    r = Router(DIALECT)
+    r.add_prefix(FunctionsRoute.PREFIX, FunctionsRoute(functions))
+    r.add_prefix(StreamRoute.PREFIX, StreamRoute(functions))
+
+    def list_functions(conn: Connection, req: Request) -> None:
+        """ListFunctions, paged by `Marker` (an index here) and `MaxItems` (1-10000)."""
+        params = _query(req)
+        marker, max_items = params.get("Marker", "0"), params.get("MaxItems", "")
+        if not marker.isdigit():
+            raise InvalidRequestContent(f"Invalid Marker {marker!r}")
+        if max_items and not (max_items.isdigit() and 1 <= int(max_items) <= 10000):
+            raise InvalidRequestContent("MaxItems must be between 1 and 10000")
+        from rie.api import catalog  # the control plane's reads are rare: loaded on use
+
+        every = functions.all
+        start, count = int(marker), int(max_items or LIST_MAX_ITEMS)
+        page = every[start : start + count]
+        doc: dict[str, object] = {
+            "Functions": [catalog.function_configuration(fn.config) for fn in page]
         }
-    elif outcome.body:
-        await stream.write(eventstream.encode("PayloadChunk", outcome.body))
-    if inv.request.want_tail:
-        complete["LogResult"] = base64.b64encode(inv.tail).decode()
-    await stream.write(
-        eventstream.encode("InvokeComplete", json.dumps(complete).encode(), "application/json")
-    )
-    await stream.write_eof()
-    return stream
+        if start + count < len(every):
+            doc["NextMarker"] = str(start + count)
+        _send_json(conn, req, doc)
 
-
-def _json(doc: object) -> web.Response:
-    return web.Response(body=json.dumps(doc).encode(), content_type="application/json")
-
-
-async def list_functions(request: web.Request) -> web.StreamResponse:
-    """ListFunctions, paged by `Marker` (an index here) and `MaxItems` (1-10000)."""
-    functions = request.app[SERVICES].functions.all
-    marker, max_items = request.query.get("Marker", "0"), request.query.get("MaxItems", "")
-    if not marker.isdigit():
-        raise InvalidRequestContent(f"Invalid Marker {marker!r}")
-    if max_items and not (max_items.isdigit() and 1 <= int(max_items) <= 10000):
-        raise InvalidRequestContent("MaxItems must be between 1 and 10000")
-    from rie.api import catalog  # the control plane's reads are rare: not loaded at start-up
-
-    start, count = int(marker), int(max_items or LIST_MAX_ITEMS)
-    page = functions[start : start + count]
-    doc: dict[str, object] = {
-        "Functions": [catalog.function_configuration(fn.config) for fn in page]
-    }
-    if start + count < len(functions):
-        doc["NextMarker"] = str(start + count)
-    return _json(doc)
-
-
-async def get_function(request: web.Request) -> web.StreamResponse:
-    fn = resolve_function(
-        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
-    )
-    from rie.api import catalog
-
-    return _json(catalog.get_function(fn.config))
-
-
-async def get_function_configuration(request: web.Request) -> web.StreamResponse:
-    fn = resolve_function(
-        request.app[SERVICES].functions, request.match_info["name"], request.query.get("Qualifier")
-    )
-    from rie.api import catalog
-
-    return _json(catalog.function_configuration(fn.config))
-
-
-async def metrics(request: web.Request) -> web.StreamResponse:
-    functions = request.app[SERVICES].functions
-    text = render_metrics([(fn.name, fn.metrics) for fn in functions], functions.unrouted)
-    return web.Response(
-        text=text, content_type="text/plain", charset="utf-8", headers={"Cache-Control": "no-store"}
-    )
-
-
-async def ping(request: web.Request) -> web.StreamResponse:
-    return web.Response(text="pong")
-
-
-def rendering_errors(handler: Handler) -> Handler:
-    """Render the project's errors as AWS service errors (a wrapper, cheaper than a middleware)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        return await answering_errors(request, handler(request))
-
-    return wrapped
-
-
-async def answering_errors(
-    request: web.BaseRequest, answer: Awaitable[web.StreamResponse]
-) -> web.StreamResponse:
-    """`answer`, or the project's error it raised rendered as an AWS service error."""
-    try:
-        return await answer
-    except RieError as error:
-        response = web.Response(status=error.status, body=error.body(), headers=error.headers())
-        body = request.content
-        if not body.is_eof():
-            # refused before its body was read: the connection cannot carry another request
-            response.force_close()
-            expect = request.headers.get("Expect", "")
-            if body.total_bytes == 0 and expect.lower() == "100-continue":
-                # nor will the body come, for want of a `100 Continue`: close at once
-                # rather than wait for it
-                body.feed_eof()
-        return response
-    except ConnectionResetError:
-        # the caller hung up before its request was complete: there is no one to answer
-        return web.Response(status=400)
-
-
-async def unknown_path(request: web.Request) -> web.StreamResponse:
-    return render(UnknownPath(f"No operation at {request.path}"))
-
-
-async def method_not_allowed(request: web.Request) -> web.StreamResponse:
-    return render(MethodNotAllowed(f"Method {request.method} not allowed on {request.path}"))
-
-
-async def _no_early_continue(request: web.Request) -> None:
-    """`100 Continue` is sent by `read_payload`, once the head is known to be acceptable."""
-
-
-def fast_invoke_path(
-    app: web.Application,
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """The Invoke API's request handler: InvokeFunction (the hot path) is answered without
-    aiohttp's router, middleware and expect handling; every other request goes through `app`.
-
-    The shortcut is taken only where the router would pick the same route with the same name: a
-    POST whose path is exactly `PATH_INVOKE` with a name free of escapes (`%`), `{`, `}` and dot
-    segments, and no `Expect` header (whose handling is the router's)."""
-    routed = app._handle
-    functions = app[SERVICES].functions
-    prefix, suffix = PATH_INVOKE.split("{name}")
-    cut, end = len(prefix), -len(suffix)
-
-    def handle(request: web.Request) -> Awaitable[web.StreamResponse]:
-        if request.method == "POST":
-            path = request.rel_url.path_safe
-            if path.startswith(prefix) and path.endswith(suffix) and len(path) > cut - end:
-                name = path[cut:end]
-                if _PLAIN_NAME.fullmatch(name) and "Expect" not in request.headers:
-                    return answering_errors(request, invoke_function(request, functions, name))
-        return routed(request)
-
-    return handle
-
-
-def build_app(services: Services) -> web.Application:
-    # the limit is enforced by read_payload, before buffering; aiohttp's own is a backstop
-    app = web.Application(client_max_size=SYNC_PAYLOAD_LIMIT + 1)
-    app[SERVICES] = services
-    for method, path, handler in (
-        ("POST", PATH_INVOKE, invoke),
-        ("POST", PATH_INVOKE_STREAM, invoke_streaming),
-        ("GET", "/metrics", metrics),
-        ("GET", "/ping", ping),
-    ):
-        app.router.add_route(
-            method, path, rendering_errors(handler), expect_handler=_no_early_continue
+    def metrics(conn: Connection, req: Request) -> None:
+        text = render_metrics([(fn.name, fn.metrics) for fn in functions], functions.unrouted)
+        conn.send(
+            200,
+            text.encode(),
+            "text/plain; charset=utf-8",
+            close=not req.keep_alive,
+            headers="Cache-Control: no-store\r\n",
         )
-        app.router.add_route("*", path, method_not_allowed, expect_handler=_no_early_continue)
-    # the control plane's reads; its other operations on these paths are unknown here (404)
-    for path, handler in (
-        (PATH_FUNCTIONS, list_functions),
-        (PATH_FUNCTIONS + "/", list_functions),
-        (PATH_FUNCTION, get_function),
-        (PATH_FUNCTION_CONFIGURATION, get_function_configuration),
-    ):
-        app.router.add_route(
-            "GET", path, rendering_errors(handler), expect_handler=_no_early_continue
-        )
-    app.router.add_route("*", "/{tail:.*}", unknown_path, expect_handler=_no_early_continue)
-    return app
+
+    def ping(conn: Connection, req: Request) -> None:
+        conn.send(200, b"pong", "text/plain; charset=utf-8", close=not req.keep_alive)
+
+    r.add("/metrics", _GetRoute(metrics, strict=True))
+    r.add("/ping", _GetRoute(ping, strict=True))
+    r.add(PATH_FUNCTIONS, _GetRoute(list_functions, strict=False))
+    r.add(PATH_FUNCTIONS + "/", _GetRoute(list_functions, strict=False))
+    r.set_default(_UnknownRoute())
+    return r
+
+
+class InvokeApi(Server):
+    """The Invoke API's listening socket and its callers' connections."""
+
+
+def server(functions: Functions, head_timeout_s: float, keepalive_timeout_s: float) -> InvokeApi:
+    return InvokeApi(router(functions), head_timeout_s, keepalive_timeout_s)

@@ -129,6 +129,11 @@ class _Delivery:
         # a runtime that hung up while waiting in `next` must not be handed an invocation
         self.env.cancel_next(self)
 
+    def alive(self) -> bool:
+        """Whether the runtime is still there to be handed an invocation (it may have hung up
+        in the same turn of the loop as the invocation came)."""
+        return not self.conn.peer_closed()
+
     def __call__(self, inv: Invocation) -> None:
         try:
             r = inv.request

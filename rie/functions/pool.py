@@ -139,6 +139,19 @@ class Pool:
                 raise ServiceUnavailable()
         await done
 
+    THROTTLE_REASON = THROTTLE_REASON
+
+    def try_place(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> bool:
+        """Place `inv` now if a slot is free (no task, no future: `on_done` is called when it
+        ends); False when it would have to wait for one. Raises 503 once the pool is closing."""
+        if self.closing:
+            raise ServiceUnavailable()
+        return self._place(inv, on_done)
+
+    def throttled(self, inv: Invocation) -> None:
+        """`inv` was refused for want of a slot (counted as Lambda's throttles)."""
+        self._metrics.throttled(inv)
+
     def _place(self, inv: Invocation, on_done: Callable[[Invocation], None]) -> bool:
         env = self._pick()
         if env is None:

@@ -1,4 +1,6 @@
-"""aiohttp plumbing under the Invoke API: what aiohttp's own HTTP/1.1 server does not do for us.
+"""aiohttp plumbing under the HTTP front (`--http`): what aiohttp's own HTTP/1.1 server does not do
+for us. (The Invoke API and the environments' APIs are on rie/http/protocol.py: aiohttp is
+imported only when the front is asked for.)
 
 Invariants kept here, below the handlers:
 - Every answer is an AWS error or the handler's own: the HTTP parser's rejections (bad request line,
@@ -18,7 +20,6 @@ import asyncio
 import errno
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -233,16 +234,8 @@ class _Server(Server):
         return handler
 
 
-RequestHandlerFactory = Callable[
-    [web.Application], Callable[[web.Request], Awaitable[web.StreamResponse]]
-]
-
-
 class Runner(web.AppRunner):
-    """An AppRunner whose connections keep the invariants in this module's docstring.
-
-    `handler`, if given, makes the request handler from the app (one that answers some requests
-    itself, more cheaply than the app's router would, and hands the others to `app._handle`)."""
+    """An AppRunner whose connections keep the invariants in this module's docstring."""
 
     def __init__(
         self,
@@ -250,20 +243,16 @@ class Runner(web.AppRunner):
         *,
         head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S,
         keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
-        handler: RequestHandlerFactory | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, keepalive_timeout=keepalive_timeout_s, **kwargs)
         self.head_timeout_s = head_timeout_s
-        self._handler = handler
 
     async def _make_server(self) -> Server:
         server = await super()._make_server()
         server.__class__ = _Server
         assert isinstance(server, _Server)
         server.head_timeout_s = self.head_timeout_s
-        if self._handler is not None:
-            server.request_handler = self._handler(self.app)  # type: ignore[assignment]
         return server
 
 

@@ -9,9 +9,14 @@ Invariants: requests on a connection are answered one at a time, in order; a req
 cannot be parsed is answered 400 with a JSON body and the connection is closed; no input makes the
 protocol raise into the event loop.
 
-It exists (rather than aiohttp's server) because aiohttp drops request trailers, which a streamed
-response uses to report a late error, and because these exchanges are on every invocation's hot
-path: one parse, one dictionary lookup and one write per request.
+It serves every one of Lambda's wire protocols (the Invoke API, and each environment's Runtime,
+Extensions, Telemetry and Logs APIs): each is a `Router` whose `Dialect` says how strict the parse
+is and in what shape the wire's own errors (a malformed head, a timeout, a truncated body) are
+rendered. It exists (rather than aiohttp's server) because aiohttp drops request trailers, which a
+streamed response uses to report a late error, because its per-request objects (a task, a request,
+a stream reader, a response with a header multidict, a writer) were a quarter of the emulator's
+CPU per invocation, and because its import was most of the start-up: here a request costs one
+parse, one dictionary lookup and one write.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, cast
@@ -51,7 +58,61 @@ REASONS = {
 
 
 class BadRequest(Exception):
-    """A request that cannot be parsed: answered 400, then the connection is closed."""
+    """A request that cannot be parsed: answered 400 (or `status`), then the connection is
+    closed."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WireError(RieError):
+    """An error of the wire itself, in the shape of the Runtime API's errors."""
+
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.status = status  # type: ignore[misc]
+        self.error_type = error_type  # type: ignore[misc]
+
+
+def _wire_error(status: int, message: str, error_type: str) -> RieError:
+    return WireError(status, message, error_type)
+
+
+# what a parsed head leaves to be copied into each Request made from the same bytes
+_Head = tuple[str, str, dict[str, str], bool, "int | None", str, str]
+
+
+@dataclass(slots=True)
+class Dialect:
+    """How strict a server's parse is, and how the wire's own errors are rendered.
+
+    The default is the Runtime API's: a runtime is a trusted local client. The Invoke API's is
+    stricter, as a public HTTP server (callers are curl, SDKs and fuzzers)."""
+
+    # renders the wire's errors: (status, message, Runtime API error type) -> the error to send
+    error: Callable[[int, str, str], RieError] = _wire_error
+    line_limit: int = HEAD_LIMIT  # the longest request line or header line
+    max_headers: int = 1000
+    need_host: bool = False  # HTTP/1.1 requests must name their Host (RFC 9112, 3.2)
+    # a connection opened and silent past the head time gets 408 (rather than a quiet close)
+    greet_with_408: bool = False
+    # a client that half-closes while its request is being answered still gets the answer
+    # (the Runtime API lets go of a parked `next` instead: its runtime is gone)
+    answer_half_closed: bool = False
+    # heads parsed already, by their bytes: a runtime's `next` is the same every time, and so
+    # is a client's request in a loop (bounded: emptied when full)
+    heads: dict[bytes, _Head] = field(default_factory=dict)
+
+
+RUNTIME_DIALECT = Dialect()
+HEAD_CACHE_SIZE = 256
+HEAD_CACHE_BYTES = 2048  # longer heads carry per-request values (signatures, dates): not kept
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# a control character other than a tab, or a CR or LF that is not part of a CRLF line end
+_BAD_BYTE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,15}")
+_names: dict[str, str] = {}  # header names seen (checked): their lower-case form
 
 
 class BodySink(Protocol):
@@ -76,12 +137,15 @@ class Request:
     headers: dict[str, str]  # lower-case names; trailers are added here when they arrive
     keep_alive: bool
     length: int | None  # None: chunked
+    version: str = "HTTP/1.1"
+    query: str = ""  # after the `?`, undecoded
     limit: int = DEFAULT_BODY_LIMIT  # a route may change it in `check`
     body: bytearray = field(default_factory=bytearray)
     received: int = 0
     sink: BodySink | None = None  # set by a route in `check`: the body is passed on, not kept
     discard: bool = False  # already answered (refused): the rest of the body is read and dropped
     route: Route | None = None
+    context: object = None  # whatever the route keeps between `check` and `handle`
 
 
 class Route(Protocol):
@@ -104,11 +168,17 @@ class Route(Protocol):
 class Router:
     """Routes by exact path, then by the longest registered prefix."""
 
-    __slots__ = ("_exact", "_prefixes")
+    __slots__ = ("_default", "_exact", "_prefixes", "dialect")
 
-    def __init__(self) -> None:
+    def __init__(self, dialect: Dialect = RUNTIME_DIALECT) -> None:
         self._exact: dict[str, Route] = {}
         self._prefixes: list[tuple[str, Route]] = []
+        self._default: Route | None = None
+        self.dialect = dialect
+
+    def set_default(self, route: Route) -> None:
+        """`route` serves every request no other route does (else: 404 Not Found)."""
+        self._default = route
 
     def add(self, path: str, route: Route) -> None:
         """`route` serves exactly `path`."""
@@ -126,28 +196,71 @@ class Router:
         for prefix, candidate in self._prefixes:
             if path.startswith(prefix):
                 return candidate
-        return None
+        return self._default
 
 
-def parse_head(head: bytes) -> Request:
+def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
+    heads = dialect.heads
+    known = heads.get(head)
+    if known is not None:
+        method, path, headers, keep_alive, length, version, query = known
+        return Request(method, path, headers.copy(), keep_alive, length, version, query)
+    req = _parse_head(head, dialect)
+    if len(head) <= HEAD_CACHE_BYTES:
+        if len(heads) >= HEAD_CACHE_SIZE:
+            heads.clear()
+        heads[head] = (
+            req.method,
+            req.path,
+            req.headers.copy(),
+            req.keep_alive,
+            req.length,
+            req.version,
+            req.query,
+        )
+    return req
+
+
+def _parse_head(head: bytes, dialect: Dialect) -> Request:
+    text = head.decode("latin-1")
+    if _BAD_BYTE.search(text) is not None:
+        raise BadRequest("a control character in the request head")
+    request_line, *header_lines = text.split("\r\n")
+    if len(header_lines) > dialect.max_headers:
+        raise BadRequest(f"more than {dialect.max_headers} header fields", 431)
+    line_limit = dialect.line_limit
+    if len(request_line) > line_limit:
+        raise BadRequest(f"the request line is over {line_limit} bytes", 431)
     try:
-        text = head.decode("latin-1")
-        request_line, *header_lines = text.split("\r\n")
         method, target, version = request_line.split(" ")
     except ValueError:
         raise BadRequest("malformed request line") from None
-    if not version.startswith("HTTP/1."):
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
         raise BadRequest("unsupported HTTP version")
+    if not target or _TOKEN.fullmatch(method) is None:
+        raise BadRequest("malformed request line")
     headers: dict[str, str] = {}
+    names = _names
     for line in header_lines:
         name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip():
-            raise BadRequest("malformed header line")
-        key = name.lower()
-        value = value.strip()
+        key = names.get(name)
+        if key is None:
+            if not sep or _TOKEN.fullmatch(name) is None:
+                raise BadRequest("malformed header line")
+            key = name.lower()
+            if len(names) < 512:  # a bounded cache: a client inventing names pays the check
+                names[name] = key
+        if len(line) > line_limit:
+            raise BadRequest(f"a header line is over {line_limit} bytes", 431)
+        value = value.strip(" \t")
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     connection = headers.get("connection", "").lower()
-    keep_alive = "close" not in connection if version == "HTTP/1.1" else "keep-alive" in connection
+    if version == "HTTP/1.1":
+        keep_alive = "close" not in connection
+        if dialect.need_host and "host" not in headers:
+            raise BadRequest("no Host header")
+    else:
+        keep_alive = "keep-alive" in connection
     length: int | None = 0
     declared = headers.get("content-length")
     if declared is not None and not (declared.isascii() and declared.isdigit()):
@@ -163,7 +276,8 @@ def parse_head(head: bytes) -> Request:
         length = None
     elif declared is not None:
         length = int(declared)
-    return Request(method, target.split("?", 1)[0], headers, keep_alive, length)
+    path, _, query = target.partition("?")
+    return Request(method, path, headers, keep_alive, length, version, query)
 
 
 def error_body(message: str, error_type: str = "BadRequest") -> bytes:
@@ -176,6 +290,12 @@ class Connection(asyncio.Protocol):
     def __init__(self, router: Router, on_lost: Callable[[Connection], None]) -> None:
         self._router = router
         self._exact = router._exact
+        self._dialect = router.dialect
+        self._streaming = False  # a chunked answer has begun (see begin_stream)
+        self._poller: select.poll | None = None  # see peer_closed
+        # told when the client reads slower than it is written to (True) and has caught up
+        # (False): a streamed answer holds its producer back with it
+        self.on_backlog: Callable[[bool], None] | None = None
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
         self._buf = bytearray()
@@ -201,11 +321,21 @@ class Connection(asyncio.Protocol):
         self._buf += data
         self._advance()
 
+    def pause_writing(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(True)
+
+    def resume_writing(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(False)
+
     def eof_received(self) -> bool:
         self._eof = True
         if self._closing:
             return False  # the client is done too: close now
         if self._parked is not None:
+            if self._dialect.answer_half_closed:
+                return True  # answered, then closed (see send)
             # a client that hangs up while its request waits for an answer is gone (a closed
             # socket and a half-closed one look alike from here): it must not be answered
             self._unpark_gone()
@@ -265,29 +395,96 @@ class Connection(asyncio.Protocol):
             close = True
         # content_type None: the Content-Type line is among `headers`
         ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
-        head = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{ct}"
-            f"Content-Length: {len(body)}\r\n{headers}"
-        )
+        # a 204 has no body, and says nothing of its length (RFC 9110, 8.6)
+        length = "" if status == 204 else f"Content-Length: {len(body)}\r\n"
+        head = f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{ct}{length}{headers}"
         if close:
             head += "Connection: close\r\n"
-        data = head.encode("latin-1") + b"\r\n" + body
+        if len(body) < 65536:
+            self._write(head.encode("latin-1") + b"\r\n" + body)  # one write, one segment
+        else:
+            self._write(head.encode("latin-1") + b"\r\n", body)  # no copy of a large body
         if parked is not None:
             self._parked = self._on_gone = None
-        self._write(data)
+            self._after_parked(close)
+        elif close:
+            self._close()
+
+    def _after_parked(self, close: bool) -> None:
         if close:
             self._close()
-        elif parked is not None and self._buf:
+        elif self._buf:
             # requests pipelined behind the parked one: parsed on the next turn of the loop,
             # never from inside whatever is answering the parked request
             asyncio.get_running_loop().call_soon(self._advance)
+        elif self._eof:
+            self._close()  # the client half-closed: this was its last answer
 
-    def send_error(self, req: Request, error: RieError) -> None:
-        self.send(error.status, error.body(), close=not req.keep_alive)
+    def begin_stream(self, status: int, headers: str) -> None:
+        """Start a chunked answer to the parked request (`headers` as in `send`, the
+        Content-Type line included); `write_chunk` and `end_stream` follow."""
+        self._streaming = True
+        close = "" if self._parked is None or self._parked.keep_alive else "Connection: close\r\n"
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{headers}"
+            f"Transfer-Encoding: chunked\r\n{close}\r\n"
+        )
+        self._write(head.encode("latin-1"))
+
+    def write_chunk(self, data: bytes) -> None:
+        if data:
+            self._write(b"%x\r\n" % len(data), data, b"\r\n")
+
+    def end_stream(self) -> None:
+        """End the chunked answer begun by `begin_stream`."""
+        self._write(b"0\r\n\r\n")
+        self._streaming = False
+        self.on_backlog = None
+        parked = self._parked
+        self._parked = self._on_gone = None
+        self._after_parked(parked is None or not parked.keep_alive)
+
+    def send_error(self, req: Request, error: RieError, close: bool = False) -> None:
+        self.send_rendered(error, close or not req.keep_alive)
+
+    def send_rendered(self, error: RieError, close: bool) -> None:
+        """Answer the current (or parked) request with `error`, its headers included."""
+        extra = "".join(
+            f"{name}: {value}\r\n"
+            for name, value in error.headers().items()
+            if name != "Content-Type"
+        )
+        self.send(error.status, error.body(), close=close, headers=extra)
+
+    def _wire_error(self, status: int, message: str, error_type: str) -> None:
+        """An error of the wire itself (in the router's shape); the connection then closes."""
+        self.send_rendered(self._dialect.error(status, message, error_type), close=True)
+
+    def peer_closed(self) -> bool:
+        """Whether the client has hung up, even if the loop has not read its end of input yet
+        (one poll of the socket): a long poll about to be answered with what cannot be given
+        twice (an invocation) asks first, as the hang-up and the answer may cross."""
+        transport = self._transport
+        if self._eof or self._closing or transport is None:
+            return True
+        poller = self._poller
+        if poller is None:
+            sock = transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            poller = self._poller = select.poll()
+            poller.register(sock.fileno(), select.POLLRDHUP)
+        return bool(poller.poll(0))
 
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
+
+    def close_when_sent(self) -> None:
+        """Close once what was written is sent (the server is shutting down)."""
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
 
     # --- parsing ---------------------------------------------------------------------------
 
@@ -305,7 +502,8 @@ class Connection(asyncio.Protocol):
                     end = self._buf.find(b"\r\n\r\n", 0, HEAD_LIMIT + 4)
                     if end < 0:
                         if len(self._buf) > HEAD_LIMIT:
-                            self.send(431, error_body("Request header too large"), close=True)
+                            message = "Request header too large"
+                            self._wire_error(431, message, "BadRequest")
                         elif self._eof:
                             if self._buf.strip():
                                 raise BadRequest("incomplete request head")
@@ -313,17 +511,18 @@ class Connection(asyncio.Protocol):
                         return
                     head = bytes(self._buf[:end])
                     del self._buf[: end + 4]
-                    if not self._begin(parse_head(head)):
+                    if not self._begin(parse_head(head, self._dialect)):
                         continue
                 if not self._read_body():
                     return
         except BadRequest as exc:
-            self.send(400, error_body(str(exc)), close=True)
+            self._unpark_gone()
+            self._wire_error(exc.status, f"Malformed HTTP request: {exc}", "BadRequest")
         except Exception:
             # never into the event loop ("Fatal error on transport"), never unanswered
             log.exception("unexpected failure parsing a request")
             self._unpark_gone()
-            self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
+            self._internal_error()
 
     def _begin(self, req: Request) -> bool:
         """Route and check a request from its head; False when the connection had to be closed."""
@@ -334,7 +533,9 @@ class Connection(asyncio.Protocol):
         req.route = route
         error: RieError | None
         if route is None:
-            error = RouteNotFound()
+            error = self._dialect.error(
+                404, RouteNotFound.default_message, RouteNotFound.error_type
+            )
         else:
             error = route.check(self, req)
             # a sink may hold the body to less than the request's own limit (a stream going to
@@ -347,7 +548,11 @@ class Connection(asyncio.Protocol):
             self._refuse(req, error)
             if self._closing:
                 return False
-        elif req.headers.get("expect", "").lower() == "100-continue":
+        elif (
+            req.length != 0
+            and req.version == "HTTP/1.1"
+            and req.headers.get("expect", "").lower() == "100-continue"
+        ):
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._req = req
         self._chunk_left, self._in_trailers = -1, False
@@ -355,11 +560,16 @@ class Connection(asyncio.Protocol):
 
     def _refuse(self, req: Request, error: RieError) -> None:
         """Answer before the body is read; drop the body as it comes, or close if it is huge."""
-        # a chunked body is dropped as it comes, up to the limit (see _take)
-        close = not req.keep_alive or (req.length is not None and req.length > DISCARD_LIMIT)
+        # a chunked body is dropped as it comes, up to the limit (see _take); one whose client
+        # waits for `100 Continue` will not come at all: the connection closes instead
+        close = (
+            not req.keep_alive
+            or (req.length is not None and req.length > DISCARD_LIMIT)
+            or (req.received == 0 and req.headers.get("expect", "").lower() == "100-continue")
+        )
         req.discard = True
         req.sink = None
-        self.send(error.status, error.body(), close=close)
+        self.send_rendered(error, close)
 
     def _read_body(self) -> bool:
         """Take what the buffer holds of the current body; True once it is complete."""
@@ -400,7 +610,13 @@ class Connection(asyncio.Protocol):
         closes."""
         log.exception("unexpected failure answering %s %s", req.method, req.path)
         self._unpark_gone()
-        self.send(500, error_body("Internal Server Error", "InternalServerError"), close=True)
+        self._internal_error()
+
+    def _internal_error(self) -> None:
+        if self._streaming:
+            self.abort()  # an answer has begun: nothing else can be said on this connection
+            return
+        self._wire_error(500, "Internal Server Error", "InternalServerError")
 
     def _read_chunked(self, req: Request) -> bool:
         buf = self._buf
@@ -423,12 +639,11 @@ class Connection(asyncio.Protocol):
                     if len(buf) > 1024:
                         raise BadRequest("malformed chunk size")
                     return False
-                size_text = bytes(buf[:end]).split(b";", 1)[0].strip()
+                size_text = bytes(buf[:end]).split(b";", 1)[0].decode("latin-1")
                 del buf[: end + 2]
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    raise BadRequest("malformed chunk size") from None
+                if _HEX.fullmatch(size_text) is None:  # int() would take `0x1`, `+1`, `1_0`
+                    raise BadRequest("malformed chunk size")
+                size = int(size_text, 16)
                 if size == 0:
                     self._in_trailers = True
                     continue
@@ -474,7 +689,8 @@ class Connection(asyncio.Protocol):
         if req.discard:
             self._close()  # it was answered already
         else:
-            self.send(400, TruncatedHTTPRequest().body(), close=True)
+            message = TruncatedHTTPRequest.default_message
+            self._wire_error(400, message, TruncatedHTTPRequest.error_type)
 
     # --- time limits -----------------------------------------------------------------------
 
@@ -497,20 +713,28 @@ class Connection(asyncio.Protocol):
         if begun:
             if waited >= head_timeout_s:
                 message = f"Request head not received within {head_timeout_s:g} seconds"
-                self.send(408, error_body(message, "RequestTimeout"), close=True)
+                self._wire_error(408, message, "RequestTimeout")
         elif self._requests == 0:
             if waited >= head_timeout_s:
-                self._close()  # opened, never spoke
+                if self._dialect.greet_with_408:
+                    message = f"Request head not received within {head_timeout_s:g} seconds"
+                    self._wire_error(408, message, "RequestTimeout")
+                else:
+                    self._close()  # opened, never spoke
         elif waited >= keepalive_timeout_s:
             log.debug("closing a keep-alive connection idle for %.1f s", waited)
             self._close()
 
     # --- writing ---------------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, *data: bytes) -> None:
         # nothing after the last answer: its write half may be shut already (see _close)
-        if not self._closing and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        transport = self._transport
+        if not self._closing and transport is not None and not transport.is_closing():
+            if len(data) == 1:
+                transport.write(data[0])
+            else:
+                transport.writelines(data)
 
     def _close(self) -> None:
         """Close after the last answer. The write half goes first and what the client still
@@ -582,6 +806,22 @@ class Server:
         name = self._server.sockets[0].getsockname()
         self.host, self.port = str(name[0]), int(name[1])
         self._sweeper = loop.call_later(self.tick, self._sweep)
+
+    def stop_listening(self) -> None:
+        """Accept no new connection; those open go on."""
+        if self._server is not None:
+            self._server.close()
+
+    async def shutdown(self, within_s: float) -> None:
+        """Close every connection once what was written to it is sent (within `within_s`;
+        then they are cut), and stop listening."""
+        self.stop_listening()
+        for conn in list(self._connections):
+            conn.close_when_sent()
+        deadline = asyncio.get_running_loop().time() + within_s
+        while self._connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        await self.close()
 
     @property
     def address(self) -> str:

@@ -27,6 +27,10 @@ class State(enum.Enum):
     TIMED_OUT = "Timeout"
     FAILED = "Failed"  # ended by the platform: runtime exit, init failure, reset, shutdown
 
+    # members are singletons compared by identity: hashed by identity too, in C (Enum's own
+    # __hash__ is a Python call, and states are looked up several times per invocation)
+    __hash__ = object.__hash__
+
 
 class Move(enum.Enum):
     DISPATCH = "dispatch"
@@ -37,6 +41,8 @@ class Move(enum.Enum):
     STREAM = "stream"  # first bytes of a streamed response
     STREAM_END = "stream_end"
     STREAM_ERROR = "stream_error"  # error trailers after the first bytes
+
+    __hash__ = object.__hash__  # as State's
 
 
 _TARGET = {

@@ -492,6 +492,9 @@ class Environment:
     def _hand_to_waiters(self) -> None:
         while self.queued and self._waiters:
             deliver = self._waiters.popleft()
+            alive = getattr(deliver, "alive", None)
+            if alive is not None and not alive():
+                continue  # hung up: its end of input is yet to be read (then cancel_next)
             inv = self.queued.popleft()
             self._dispatch(inv)
             deliver(inv)
@@ -652,6 +655,9 @@ class Environment:
         )
         data = text.encode()
         self._sink.write(data)
+        # out before the caller's answer (one write with START and the output, gathered since),
+        # so that whoever reads the log once answered finds the whole invocation there
+        self._sink.flush()
         tail = self._tails.pop(inv.request_id, None)
         if tail is not None:
             tail.append(data)
