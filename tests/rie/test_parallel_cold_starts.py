@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.soak import STRICT_SH as STRICT_CURL_SH  # the soak's cold starts use it too
 from tests.helpers import rie
+
 PARALLEL = 60
 
 
