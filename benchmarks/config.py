@@ -38,7 +38,7 @@ class Sizes:
     reload_samples: int = 12
     # the dashboard's cost: interleaved rounds of paced windows (seconds each, at `dashboard_rate`
     # invocations/s), then RSS while this many invocations run with a page open
-    dashboard_rounds: int = 5
+    dashboard_rounds: int = 7
     dashboard_seconds: float = 1.5
     dashboard_rate: int = 1000
     dashboard_rss_invokes: int = 100_000

@@ -1,16 +1,16 @@
 """What `rie --dashboard` costs rie per invocation at 1,000 invocations/s: no page open, one page open.
 
-Two rie processes with this project's runtime and the no-op handler (`--max-concurrency 4`, four
-environments warmed up): one without the flag, one with `--dashboard`. The load is open-loop and
-paced: four keep-alive callers (an asyncio/uvloop raw-socket client in this process) share one
-schedule, invocation i due at start + i / rate, so rie gets a steady rate (1,000 a second) whatever
-its answer time; when rie falls behind, the achieved rate says so. Rounds are interleaved (the order
-rotates): a window against the plain rie, one against the dashboard rie with no page open, one with
-one page open (an SSE client in a thread of this process reading every push, as a browser's
-EventSource does). rie's own CPU (all its threads, from /proc/PID/task/*/schedstat; its runtimes
-and the load generator are other processes or not counted) is read before and after each window.
-Then rie's RSS while 100,000 invocations (back to back, four callers) run with a page open: the
-ring keeps the last 10,000, so it must stay flat once the ring is full.
+Two rie processes with this project's runtime and the no-op handler (`--max-concurrency 8`; four
+environments warmed up, the paced load keeps at most four busy): one without the flag, one with
+`--dashboard`. The load is open-loop and paced: four keep-alive callers (an asyncio/uvloop
+raw-socket client in this process) share one schedule, invocation i due at start + i / rate, so rie
+gets a steady rate (1,000 a second) whatever its answer time; when rie falls behind, the achieved
+rate says so. Rounds are interleaved (the order rotates): a window against the plain rie, one
+against the dashboard rie with no page open, one with one page open (an SSE client in a thread of
+this process reading every push, as a browser's EventSource does). rie's own CPU (all its threads,
+from /proc/PID/task/*/schedstat; its runtimes and the load generator are other processes) is read
+before and after each window. Then rie's RSS while 100,000 invocations (back to back, eight
+callers) run with a page open: the ring keeps the last 10,000, so it must stay flat once it is full.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ TITLE = (
 _DASHBOARD_RE = re.compile(rb"dashboard at http://([\d.]+):(\d+)/")
 _DETACH_S = 0.75  # a closed page is noticed at the next push (every 250 ms)
 CALLERS = 4
+MEMORY_CALLERS = 8  # the RSS run goes as fast as it can: up to 8 environments
 VARIANTS = ("no --dashboard", "--dashboard, no page", "--dashboard, page open")
 GOAL_RATIO = 1.10  # issue 19: with one page open at 1,000/s, CPU per invocation grows ≤ 10 %
 
@@ -84,11 +85,13 @@ def _dashboard_address(emu: harness.Emulator) -> tuple[str, int]:
     return m.group(1).decode(), int(m.group(2))
 
 
-async def _drive(port: int, count: int, rate: float | None) -> tuple[int, float, list[int]]:
-    """`count` invokes from CALLERS keep-alive callers; paced at `rate` a second (open loop: each
+async def _drive(
+    port: int, count: int, rate: float | None, callers: int
+) -> tuple[int, float, list[int]]:
+    """`count` invokes from `callers` keep-alive callers; paced at `rate` a second (open loop: each
     invocation has its due time, sent as soon as a caller is free after it) or back to back when
     `rate` is None. Returns (invocations, seconds, latencies ns)."""
-    conns = [await AsyncCaller.open(port) for _ in range(CALLERS)]
+    conns = [await AsyncCaller.open(port) for _ in range(callers)]
     clock = time.perf_counter_ns
     interval = int(1e9 / rate) if rate else 0
     latencies: list[int] = []
@@ -120,8 +123,10 @@ async def _drive(port: int, count: int, rate: float | None) -> tuple[int, float,
     return len(latencies), elapsed, latencies
 
 
-def drive(port: int, count: int, rate: float | None) -> tuple[int, float, list[int]]:
-    return run_loop(lambda: _drive(port, count, rate))  # type: ignore[return-value]
+def drive(
+    port: int, count: int, rate: float | None, callers: int = CALLERS
+) -> tuple[int, float, list[int]]:
+    return run_loop(lambda: _drive(port, count, rate, callers))  # type: ignore[return-value]
 
 
 def run(config: Config, say: Say) -> dict[str, Any]:
@@ -131,9 +136,9 @@ def run(config: Config, say: Say) -> dict[str, Any]:
         return {"title": TITLE, "rows": [], "skipped": {"dashboard": why}}
     rate = sizes.dashboard_rate
     per_window = max(1, round(rate * sizes.dashboard_seconds))
-    plain = harness.Emulator("rie", "runtime", max_concurrency=CALLERS)
+    plain = harness.Emulator("rie", "runtime", max_concurrency=MEMORY_CALLERS)
     watched = harness.Emulator(
-        "rie", "runtime", max_concurrency=CALLERS, extra_args=("--dashboard", "127.0.0.1:0")
+        "rie", "runtime", max_concurrency=MEMORY_CALLERS, extra_args=("--dashboard", "127.0.0.1:0")
     )
     page: PageStream | None = None
     try:
@@ -196,8 +201,10 @@ def run(config: Config, say: Say) -> dict[str, Any]:
                 f"{len(cpu_per[VARIANTS[0]])} interleaved rounds of {sizes.dashboard_seconds} s "
                 f"windows at a paced {rate} invocations/s ({CALLERS} keep-alive callers, open loop) "
                 f"per variant, after {sizes.warmup * CALLERS} warm-up invokes; rie with "
-                f"--max-concurrency {CALLERS}; rie's own CPU (all threads, schedstat) per "
-                "invocation; the page is an SSE client reading every push (one every 250 ms)"
+                f"--max-concurrency {MEMORY_CALLERS} (up to {CALLERS} busy in the windows); "
+                "rie's own CPU (all threads, schedstat) per invocation; the page is an SSE client "
+                "reading every push (one every 250 ms); RSS over back-to-back invokes from "
+                f"{MEMORY_CALLERS} callers with a page open"
             ),
             "rows": rows,
             "target_rate": rate,
@@ -225,7 +232,7 @@ def _memory(watched: harness.Emulator, host: str, port: int, total: int) -> dict
     done, t0 = 0, time.monotonic()
     try:
         for i in range(1, steps + 1):
-            n, _, _ = drive(watched.port, total * i // steps - done, None)
+            n, _, _ = drive(watched.port, total * i // steps - done, None, MEMORY_CALLERS)
             done += n
             samples.append({"invocations": done, "rss_kib": harness.rss_kib(pid)})
     finally:
