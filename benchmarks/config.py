@@ -36,6 +36,12 @@ class Sizes:
     load_rounds: int = 5
     # --watch: saves measured
     reload_samples: int = 12
+    # the dashboard's cost: interleaved rounds of paced windows (seconds each, at `dashboard_rate`
+    # invocations/s), then RSS while this many invocations run with a page open
+    dashboard_rounds: int = 7
+    dashboard_seconds: float = 1.5
+    dashboard_rate: int = 1000
+    dashboard_rss_invokes: int = 100_000
     notes: list[str] = field(default_factory=list)
 
 
@@ -58,6 +64,9 @@ SMOKE = Sizes(
     warmup=20,
     load_rounds=1,
     reload_samples=2,
+    dashboard_rounds=1,
+    dashboard_seconds=0.2,
+    dashboard_rss_invokes=500,
 )
 
 QUICK = Sizes(
@@ -79,6 +88,9 @@ QUICK = Sizes(
     warmup=100,
     load_rounds=2,
     reload_samples=3,
+    dashboard_rounds=2,
+    dashboard_seconds=0.3,
+    dashboard_rss_invokes=2000,
 )
 
 DEFAULT = Sizes(

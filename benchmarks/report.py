@@ -35,6 +35,15 @@ GOALS = (
         "reload",
         "`--watch`: save → first answer from the new code ≤ 150 ms, nothing paid per request",
     ),
+    # issue 19: the dashboard's cost
+    (
+        "dashboard",
+        "`--dashboard`, one page open at 1,000 invocations/s: rie CPU per invocation ≤ 1.10× no page",
+    ),
+    (
+        "dashboard_rss",
+        "`--dashboard`, one page open: rie's RSS flat (≤ 5 MiB) over the second half of 100,000 invocations",
+    ),
 )
 
 
@@ -223,7 +232,42 @@ def goals(results: Results) -> list[dict[str, Any]]:
         add("leak", None, "not measured (`rie` missing)")
     _issue12_goals(results, ratios, add)
     _issue17_goals(results, add)
+    _issue19_goals(results, add)
     return out
+
+
+def _issue19_goals(results: Results, add: Callable[[str, bool | None, str], None]) -> None:
+    db = results.get("dashboard") or {}
+    ratio = db.get("page_open_ratio")
+    if ratio and ratio.get("rounds"):
+        rows = {r["variant"]: r for r in db["rows"]}
+        page, none = rows["--dashboard, page open"], rows["--dashboard, no page"]
+        rate = min(page["invocations_per_s"], none["invocations_per_s"])
+        target = db["target_rate"]
+        reached = rate >= 0.95 * target
+        add(
+            "dashboard",
+            ratio["median"] <= db["goal_ratio"] if reached else None,
+            f"{ratio['median']:.3f}× ({page['emulator_cpu_us_per_invoke']} vs "
+            f"{none['emulator_cpu_us_per_invoke']} µs; rounds {ratio['min']:.3f}–{ratio['max']:.3f}) "
+            f"at {rate:,} invocations/s"
+            + ("" if reached else f" (short of the {target:,}/s asked: not judged)"),
+        )
+    else:
+        add("dashboard", None, "not measured")
+    mem = db.get("memory")
+    if mem:
+        full = mem["invocations"] >= 100_000
+        growth = mem["growth_second_half_kib"] / 1024
+        add(
+            "dashboard_rss",
+            growth <= 5 if full else None,
+            f"{growth:+.1f} MiB from {mem['samples'][len(mem['samples']) // 2]['invocations']:,} "
+            f"to {mem['invocations']:,} invocations (final {mem['final_mib']} MiB)"
+            + ("" if full else " (fewer than 100,000: run the default size to judge)"),
+        )
+    else:
+        add("dashboard_rss", None, "not measured")
 
 
 def _issue17_goals(results: Results, add: Callable[[str, bool | None, str], None]) -> None:
@@ -768,7 +812,7 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
     db = results.get("dashboard")
     if db and db.get("rows"):
         lines = _table(
-            ["variant", "n", "median µs", "p99 µs", "invokes/s", "rie CPU µs/inv"],
+            ["variant", "n", "median µs", "p99 µs", "invokes/s", "rie CPU µs/inv", "per round"],
             [
                 [
                     r["variant"],
@@ -777,16 +821,32 @@ def sections(results: Results) -> list[tuple[str, list[str]]]:
                     r["p99_us"],
                     r["invocations_per_s"],
                     r["emulator_cpu_us_per_invoke"],
+                    " ".join(f"{x:g}" for x in r.get("rounds_cpu_us", [])),
                 ]
                 for r in db["rows"]
             ],
         )
+        pr, fr = db["page_open_ratio"], db["no_page_vs_no_flag_ratio"]
+        met = pr["median"] <= db["goal_ratio"]
         lines += [
             "",
-            f"rie CPU per invocation with a page open: {db['page_open_cpu_growth_pct']:+} % "
-            f"(goal ≤ +10 %); with the flag and no page, against no flag: "
-            f"{db['no_page_vs_no_flag_pct']:+} %; {db['pushes_read']} pushes read.",
+            f"rie CPU per invocation, page open / no page: **{pr['median']:.3f}×** (goal ≤ "
+            f"{db['goal_ratio']:.2f}×: {'met' if met else 'missed'}); per round: "
+            + ", ".join(f"{x:.3f}" for x in pr.get("per_round", []))
+            + f". With the flag and no page / no flag: {fr['median']:.3f}× "
+            f"({fr['min']:.3f}–{fr['max']:.3f}). {db['pushes_read']} pushes read.",
         ]
+        mem = db.get("memory")
+        if mem:
+            lines += [
+                "",
+                f"rie's RSS with one page open over {mem['invocations']:,} invocations "
+                f"({mem['seconds']} s, back to back): "
+                + ", ".join(
+                    f"{s['invocations']:,}: {s['rss_kib'] / 1024:.1f}" for s in mem["samples"]
+                )
+                + f" MiB; second half {mem['growth_second_half_kib'] / 1024:+.1f} MiB.",
+            ]
         out.append((db["title"], [db["method"], "", *lines, *_skips(db)]))
     elif db:
         out.append((db["title"], _skips(db)))

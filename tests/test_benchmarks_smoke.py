@@ -68,12 +68,27 @@ def test_benchmarks_smoke_run(tmp_path: Path) -> None:
     watch = next(r for r in reload["rows"] if r["variant"] == "watch")
     assert watch["reloads"] >= 2 and watch["reload_median_ms"] > 0
 
+    # the dashboard's cost: every variant ran at a paced rate, rie's CPU was read, RSS sampled
+    dash = results["dashboard"]
+    assert "error" not in dash, dash.get("error")
+    assert [r["variant"] for r in dash["rows"]] == [
+        "no --dashboard",
+        "--dashboard, no page",
+        "--dashboard, page open",
+    ]
+    assert all(
+        r["invocations_per_s"] > 0 and r["emulator_cpu_us_per_invoke"] > 0 for r in dash["rows"]
+    )
+    assert dash["page_open_ratio"]["median"] > 0 and dash["pushes_read"] > 0
+    assert dash["memory"]["invocations"] > 0 and dash["memory"]["final_mib"] > 0
+
     goals = {g["goal"]: g for g in results["goals"]}
-    assert len(goals) == 17  # the first five, issue 12's six and issue 17's six
+    assert len(goals) == 19  # the first five, issue 12's six, issue 17's six, issue 19's two
     # what the smoke run measures is judged (the Go ratios need --peer-rie; 8 callers, --quick)
     judged = [g for g in results["goals"] if g["met"] is not None]
     assert any("p99 / p50" in g["goal"] for g in judged)
     assert any("first answer" in g["goal"] for g in judged)
     assert any("cold burst" in g["goal"] for g in judged)
     assert any("--watch" in g["goal"] for g in judged)
+    assert any("--dashboard" in g["goal"] for g in goals.values())
     assert "== goals ==" in proc.stdout
