@@ -855,7 +855,7 @@ class Environment:
         if oom:
             # as Lambda: the sandbox used all its memory (REPORT's Max Memory Used is the size)
             exit_type = "Runtime.OutOfMemory"
-            self.peak_memory_bytes = max(self.peak_memory_bytes, self.config.memory_mb * MB)
+            self.peak_memory_bytes = self.config.memory_mb * MB
         if self.state is EnvState.INITIALIZING:
             init_ms = (time.perf_counter() - process.started_at) * 1000
             if oom:

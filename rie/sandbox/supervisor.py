@@ -269,7 +269,11 @@ class Process:
         exit status came with the peak of it and of the children it waited for)."""
         leader = max(_status_kb(self.pid, b"VmHWM:") * 1024, getattr(self._proc, "max_rss", 0))
         peak = self._cgroup.peak_bytes() if self._cgroup is not None else None
-        if peak is not None:
+        if peak is not None and self._cgroup is not None and "memory" in self._cgroup.enforced:
+            # a group with the sandbox's limit holds the figure Lambda reports: a process's RSS
+            # also counts shared pages charged elsewhere (the interpreter's), and can exceed it
+            used = peak
+        elif peak is not None:
             used = max(peak, leader)
         else:
             children = _descendants(self.pid) if self.returncode is None else ()
