@@ -170,6 +170,8 @@ class HttpFront:
         self._bound = [_Bound.of(t) for t in targets]
         self._metrics = unrouted
         self._routes = [(route, b) for b in self._bound for route in b.routes]
+        self._route_list = [route for route, _ in self._routes]  # matched per request: made once
+        self._owner = {id(route): b for route, b in self._routes}
         self._by_name = {b.target.config.function_name: b for b in self._bound}
         owners: dict[str, str] = {}
         for route, b in self._routes:
@@ -222,12 +224,13 @@ class HttpFront:
                 return bound, None, {}, sep + rest or "/"
         if not self._routes:
             return (self._bound[0], None, {}, raw_path) if len(self._bound) == 1 else None
-        found = match_route([r for r, _ in self._routes], method, unquote(raw_path))
+        found = match_route(
+            self._route_list, method, unquote(raw_path) if "%" in raw_path else raw_path
+        )
         if found is None:
             return None
         route, params = found
-        bound = next(b for r, b in self._routes if r is route)
-        return bound, route, params, raw_path
+        return self._owner[id(route)], route, params, raw_path
 
     def describe(self) -> list[str]:
         """What the front serves, one line per function (printed at start-up)."""
@@ -249,7 +252,11 @@ class HttpFront:
         if expect is not None and expect.lower() != "100-continue":
             req.keep_alive = False  # the body that may follow is not read
             return refusal(self._key, 417)
-        target = _target(f"{req.path}?{req.query}" if req.query else req.path)
+        path, query = req.path, req.query
+        if path.startswith("/"):  # origin-form, the common case: split by the core already
+            target: tuple[str, str] | None = (path, query.partition("#")[0])
+        else:
+            target = _target(f"{path}?{query}" if query else path)
         if target is None:
             # `OPTIONS *`, `CONNECT host:443`: nothing a function serves
             req.keep_alive = False
