@@ -337,27 +337,23 @@ class HttpFront:
         if bound.streaming:
             _Stream(self, conn, req, bound, inv, origin).start()
             return
-        if bound.integration_timeout_s is None:
-            # a Function URL waits as long as the function runs: no task, no timer when a slot
-            # is free now (the common case), as the Invoke API's InvokeFunction
-            try:
-                placed = bound.target.pool.try_place(
-                    inv, lambda inv: self._done(conn, req, bound, origin, inv)
+        # when a slot is free now (the common case): no task, no future, as the Invoke API's
+        # InvokeFunction; API Gateway's integration timeout is one timer
+        pending = _Pending(self, conn, req, bound, origin)
+        try:
+            placed = bound.target.pool.try_place(inv, pending.done)
+        except ServiceUnavailable:
+            self._reply(conn, req, fmt, failure_answer(fmt, Failure.REJECTED), bound, origin)
+            return
+        if placed:
+            if bound.integration_timeout_s is not None:
+                pending.timer = asyncio.get_running_loop().call_later(
+                    bound.integration_timeout_s, pending.timed_out, inv
                 )
-            except ServiceUnavailable:
-                self._reply(conn, req, fmt, failure_answer(fmt, Failure.REJECTED), bound, origin)
-                return
-            if placed:
-                return
+            return
         self._keep(asyncio.ensure_future(self._buffered(conn, req, bound, inv, origin)))
 
     # --- buffered --------------------------------------------------------------------------
-
-    def _done(
-        self, conn: Connection, req: HttpWire, bound: _Bound, origin: str | None, inv: Invocation
-    ) -> None:
-        answer = self._result(bound.format, inv, inv.outcome.body if inv.outcome else b"")
-        self._reply(conn, req, bound.format, answer, bound, origin)
 
     async def _buffered(
         self, conn: Connection, req: HttpWire, bound: _Bound, inv: Invocation, origin: str | None
@@ -377,6 +373,8 @@ class HttpFront:
         run.add_done_callback(_consume)
 
     async def _run(self, bound: _Bound, inv: Invocation) -> HttpAnswer:
+        """The answer to `inv` once it ends, or API Gateway's once it stops waiting (the path of
+        an invocation that waits for a slot; see `_Pending` for one placed at once)."""
         fmt = bound.format
         try:
             # API Gateway stops waiting at its integration timeout; a Function URL waits as long
@@ -466,6 +464,49 @@ class HttpFront:
             return HttpAnswer(status, headers), rest
         content_type = inv.stream_content_type or "application/octet-stream"
         return HttpAnswer(200, (("Content-Type", content_type),)), data
+
+
+class _Pending:
+    """A buffered answer owed to a client, for an invocation placed at once: given when the
+    invocation ends, or at API Gateway's integration timeout if that comes first (the
+    invocation then still runs to its end in its environment)."""
+
+    __slots__ = ("answered", "bound", "conn", "front", "origin", "req", "timer")
+
+    def __init__(
+        self,
+        front: HttpFront,
+        conn: Connection,
+        req: HttpWire,
+        bound: _Bound,
+        origin: str | None,
+    ) -> None:
+        self.front, self.conn, self.req, self.bound, self.origin = front, conn, req, bound, origin
+        self.timer: asyncio.TimerHandle | None = None
+        self.answered = False
+
+    def done(self, inv: Invocation) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        if self.timer is not None:
+            self.timer.cancel()
+        fmt = self.bound.format
+        answer = self.front._result(fmt, inv, inv.outcome.body if inv.outcome else b"")
+        self.front._reply(self.conn, self.req, fmt, answer, self.bound, self.origin)
+
+    def timed_out(self, inv: Invocation) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        log.warning(
+            "%s: integration timed out after %g s; the invocation goes on",
+            inv.request_id,
+            self.bound.integration_timeout_s,
+        )
+        fmt = self.bound.format
+        answer = failure_answer(fmt, Failure.INTEGRATION_TIMEOUT)
+        self.front._reply(self.conn, self.req, fmt, answer, self.bound, self.origin)
 
 
 def _head_lines(headers: Sequence[tuple[str, str]]) -> str:
