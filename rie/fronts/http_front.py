@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from http import HTTPStatus
 from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
@@ -510,10 +511,31 @@ class _Pending:
 
 
 def _head_lines(headers: Sequence[tuple[str, str]]) -> str:
+    """The answer's header lines, with a Content-Type and a Date (as Function URLs and API
+    Gateway send one) unless the function gave its own."""
     lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    if not any(name.lower() == "content-type" for name, _ in headers):
+    content_type = date = False
+    for name, _ in headers:
+        lower = name.lower()
+        content_type = content_type or lower == "content-type"
+        date = date or lower == "date"
+    if not content_type:
         lines += "Content-Type: application/octet-stream\r\n"
+    if not date:
+        lines += _date_line()
     return lines
+
+
+_date: tuple[int, str] = (0, "")
+
+
+def _date_line() -> str:
+    """`Date: ...` for now, formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, f"Date: {formatdate(now, usegmt=True)}\r\n")
+    return _date[1]
 
 
 def _ignore() -> None:
