@@ -9,10 +9,9 @@ import json
 
 import pytest
 
+from benchmarks.soak import STRICT_SH as STRICT_CURL_SH  # the soak's cold starts use it too
 from tests.helpers import rie
-from tests.rie.conftest import FIX
 
-STRICT_CURL_SH = FIX / "strict_curl_bootstrap.sh"
 PARALLEL = 60
 
 
