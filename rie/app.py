@@ -29,10 +29,11 @@ from rie.sandbox.environment import Endpoint, Environment
 from rie.sandbox.supervisor import MemoryCgroup, sweep_leftovers
 from rie.settings.config import Config
 
-if TYPE_CHECKING:  # aiohttp is imported only for the web surfaces (`--http`, `--dashboard`)
+if TYPE_CHECKING:  # aiohttp is imported only for the dashboard (`--dashboard`)
     from rie.api.invoke import InvokeApi
     from rie.fronts.dashboard import Dashboard
     from rie.http.aiohttp_server import Runner
+    from rie.http.protocol import Server as HttpServer
     from rie.settings.layers import Layers
 
 log = logging.getLogger("rie")
@@ -78,7 +79,7 @@ class Server:
         self._invoke_api: InvokeApi | None = None
         self._watching: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
-        self._http_runner: Runner | None = None
+        self._http_server: HttpServer | None = None
         self.http_port = 0
         self._dashboard_runner: Runner | None = None
         self.dashboard: Dashboard | None = None
@@ -188,27 +189,20 @@ class Server:
 
     async def _start_http(self, host: str, port: int) -> None:
         from rie.fronts.http_front import HttpFront  # only when the front is asked for
-        from rie.fronts.server import listen
 
         # every function is a target (routes pick one); each counts its own answers. Those given
         # to no function are the only function's, or with several, counted apart
         functions = self.functions.all
         unrouted = functions[0].metrics if len(functions) == 1 else self.functions.unrouted
         front = HttpFront(functions, unrouted)
+        server = front.server(self.config.request_head_timeout_s, self.config.keepalive_timeout_s)
         try:
-            self._http_runner, self.http_port = await listen(
-                front.build_app(),
-                front.refusal,
-                host,
-                port,
-                head_timeout_s=self.config.request_head_timeout_s,
-                keepalive_timeout_s=self.config.keepalive_timeout_s,
-                shutdown_timeout=_shares(self.config.shutdown_timeout_s)[1],
-            )
+            await server.start(host, port, fallback=False)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"{exc.strerror} (the HTTP front, --http {host}:{port})"
             ) from exc
+        self._http_server, self.http_port = server, server.port
         formats = sorted({fn.config.http_format for fn in functions})
         print(
             f"rie: HTTP front ({', '.join(formats)}) listening on http://{host}:{self.http_port}",
@@ -226,12 +220,12 @@ class Server:
         deadline = time.monotonic() + grace
         term_s, close_s = _shares(grace)
         # 1. stop accepting invocations: new connections are refused from here on; stop watching
-        if self._invoke_api is not None:
-            self._invoke_api.stop_listening()
-        for runner in (self._http_runner, self._dashboard_runner):
-            if runner is not None:
-                for site in list(runner.sites):
-                    await site.stop()
+        for api in (self._invoke_api, self._http_server):
+            if api is not None:
+                api.stop_listening()
+        if self._dashboard_runner is not None:
+            for site in list(self._dashboard_runner.sites):
+                await site.stop()
         if self.dashboard is not None:
             await self.dashboard.close()  # its pages' streams end: they would hold the shutdown
         if self._watching is not None:
@@ -256,11 +250,11 @@ class Server:
         await asyncio.gather(*(fn.events.close(within_s=within_s) for fn in self.functions))
         # 5. answers are out: close the callers' connections (by the time they are closed every
         #    invocation is answered: this only bounds a caller that is slow to read its answer)
-        if self._invoke_api is not None:
-            await self._invoke_api.shutdown(close_s)
-        for runner in (self._http_runner, self._dashboard_runner):
-            if runner is not None:
-                await runner.cleanup()
+        for api in (self._invoke_api, self._http_server):
+            if api is not None:
+                await api.shutdown(close_s)
+        if self._dashboard_runner is not None:
+            await self._dashboard_runner.cleanup()
         # 6. memory cgroups whose processes were still leaving when their environment stopped
         MemoryCgroup.remove_pending(within_s=max(0.05, deadline - time.monotonic()))
         for layers in self.layers:

@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("rie.functions",),
     # Lambda's wire protocols on the HTTP core: Invoke, Runtime, Extensions APIs
     ("rie.api",),
-    # user-facing web surfaces (aiohttp): the HTTP front
+    # user-facing web surfaces: the HTTP front (on the HTTP core), the dashboard (aiohttp)
     ("rie.fronts",),
     # the harness users' tests import (a public path of its own): a real rie in a subprocess
     ("rie.testing",),

@@ -1,6 +1,6 @@
-"""aiohttp plumbing under the HTTP front (`--http`): what aiohttp's own HTTP/1.1 server does not do
-for us. (The Invoke API and the environments' APIs are on rie/http/protocol.py: aiohttp is
-imported only when the front is asked for.)
+"""aiohttp plumbing under the dashboard (`--dashboard`): what aiohttp's own HTTP/1.1 server does
+not do for us. (The Invoke API, the environments' APIs and the HTTP front are on
+rie/http/protocol.py: aiohttp is imported only when the dashboard is asked for.)
 
 Invariants kept here, below the handlers:
 - Every answer is an AWS error or the handler's own: the HTTP parser's rejections (bad request line,

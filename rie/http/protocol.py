@@ -28,6 +28,7 @@ import re
 import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Protocol, cast
 
 from rie.model.errors import RieError, RouteNotFound, TruncatedHTTPRequest
@@ -57,6 +58,19 @@ REASONS = {
 }
 
 
+def reason(status: int) -> str:
+    """The reason phrase of `status` (a front answers with whatever status its function gives)."""
+    phrase = REASONS.get(status)
+    if phrase is None:
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Unknown"
+        if len(REASONS) < 128:
+            REASONS[status] = phrase
+    return phrase
+
+
 class BadRequest(Exception):
     """A request that cannot be parsed: answered 400 (or `status`), then the connection is
     closed."""
@@ -79,8 +93,10 @@ def _wire_error(status: int, message: str, error_type: str) -> RieError:
     return WireError(status, message, error_type)
 
 
+# the header fields of a request in order, names and values as sent (values decoded as UTF-8)
+RawHeaders = tuple[tuple[str, str], ...]
 # what a parsed head leaves to be copied into each Request made from the same bytes
-_Head = tuple[str, str, dict[str, str], bool, "int | None", str, str]
+_Head = tuple[str, str, dict[str, str], bool, "int | None", str, str, RawHeaders]
 
 
 @dataclass(slots=True)
@@ -100,6 +116,9 @@ class Dialect:
     # a client that half-closes while its request is being answered still gets the answer
     # (the Runtime API lets go of a parked `next` instead: its runtime is gone)
     answer_half_closed: bool = False
+    # requests keep their header fields as sent too (`Request.raw`): repeated fields apart, names
+    # in their case (what an HTTP front passes on to its function)
+    raw_headers: bool = False
     # heads parsed already, by their bytes: a runtime's `next` is the same every time, and so
     # is a client's request in a loop (bounded: emptied when full)
     heads: dict[bytes, _Head] = field(default_factory=dict)
@@ -139,6 +158,7 @@ class Request:
     length: int | None  # None: chunked
     version: str = "HTTP/1.1"
     query: str = ""  # after the `?`, undecoded
+    raw: RawHeaders = ()  # with Dialect.raw_headers: the header fields in order, as sent
     limit: int = DEFAULT_BODY_LIMIT  # a route may change it in `check`
     body: bytearray = field(default_factory=bytearray)
     received: int = 0
@@ -203,8 +223,8 @@ def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
     heads = dialect.heads
     known = heads.get(head)
     if known is not None:
-        method, path, headers, keep_alive, length, version, query = known
-        return Request(method, path, headers.copy(), keep_alive, length, version, query)
+        method, path, headers, keep_alive, length, version, query, raw = known
+        return Request(method, path, headers.copy(), keep_alive, length, version, query, raw)
     req = _parse_head(head, dialect)
     if len(head) <= HEAD_CACHE_BYTES:
         if len(heads) >= HEAD_CACHE_SIZE:
@@ -217,6 +237,7 @@ def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
             req.length,
             req.version,
             req.query,
+            req.raw,
         )
     return req
 
@@ -241,6 +262,7 @@ def _parse_head(head: bytes, dialect: Dialect) -> Request:
         raise BadRequest("malformed request line")
     headers: dict[str, str] = {}
     names = _names
+    raw: list[tuple[str, str]] | None = [] if dialect.raw_headers else None
     for line in header_lines:
         name, sep, value = line.partition(":")
         key = names.get(name)
@@ -254,6 +276,10 @@ def _parse_head(head: bytes, dialect: Dialect) -> Request:
             raise BadRequest(f"a header line is over {line_limit} bytes", 431)
         value = value.strip(" \t")
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if raw is not None:
+            if not value.isascii():
+                value = value.encode("latin-1").decode("utf-8", "replace")
+            raw.append((name, value))
     connection = headers.get("connection", "").lower()
     if version == "HTTP/1.1":
         keep_alive = "close" not in connection
@@ -277,7 +303,9 @@ def _parse_head(head: bytes, dialect: Dialect) -> Request:
     elif declared is not None:
         length = int(declared)
     path, _, query = target.partition("?")
-    return Request(method, path, headers, keep_alive, length, version, query)
+    return Request(
+        method, path, headers, keep_alive, length, version, query, () if raw is None else tuple(raw)
+    )
 
 
 def error_body(message: str, error_type: str = "BadRequest") -> bytes:
@@ -355,6 +383,11 @@ class Connection(asyncio.Protocol):
 
     # --- for routes ------------------------------------------------------------------------
 
+    def extra_info(self, name: str) -> object:
+        """The transport's `name` (`peername`, `sockname`...), None once it is gone."""
+        transport = self._transport
+        return None if transport is None else transport.get_extra_info(name)
+
     @property
     def connected(self) -> bool:
         return self._transport is not None and not self._closing
@@ -383,9 +416,13 @@ class Connection(asyncio.Protocol):
         content_type: str | None = "application/json",
         close: bool = False,
         headers: str = "",
+        encoding: str = "latin-1",
+        head_only: bool = False,
     ) -> None:
         """Answer the current (or parked) request; `headers` holds more `Name: value\\r\\n` lines
-        (and the Content-Type line when `content_type` is None).
+        (and the Content-Type line when `content_type` is None). `encoding` is the head's (a
+        front passes its function's UTF-8 header values on as UTF-8); `head_only` leaves the body
+        out but says its length (the answer to a HEAD).
 
         The answer is rendered before anything changes: if it cannot be (a header value that is
         not Latin-1 raises UnicodeEncodeError), the connection is as it was and may still be
@@ -397,13 +434,15 @@ class Connection(asyncio.Protocol):
         ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
         # a 204 has no body, and says nothing of its length (RFC 9110, 8.6)
         length = "" if status == 204 else f"Content-Length: {len(body)}\r\n"
-        head = f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{ct}{length}{headers}"
+        head = f"HTTP/1.1 {status} {reason(status)}\r\n{ct}{length}{headers}"
         if close:
             head += "Connection: close\r\n"
-        if len(body) < 65536:
-            self._write(head.encode("latin-1") + b"\r\n" + body)  # one write, one segment
+        if head_only:
+            self._write(head.encode(encoding) + b"\r\n")
+        elif len(body) < 65536:
+            self._write(head.encode(encoding) + b"\r\n" + body)  # one write, one segment
         else:
-            self._write(head.encode("latin-1") + b"\r\n", body)  # no copy of a large body
+            self._write(head.encode(encoding) + b"\r\n", body)  # no copy of a large body
         if parked is not None:
             self._parked = self._on_gone = None
             self._after_parked(close)
@@ -420,16 +459,16 @@ class Connection(asyncio.Protocol):
         elif self._eof:
             self._close()  # the client half-closed: this was its last answer
 
-    def begin_stream(self, status: int, headers: str) -> None:
-        """Start a chunked answer to the parked request (`headers` as in `send`, the
-        Content-Type line included); `write_chunk` and `end_stream` follow."""
-        self._streaming = True
+    def begin_stream(self, status: int, headers: str, encoding: str = "latin-1") -> None:
+        """Start a chunked answer to the parked request (`headers` and `encoding` as in `send`,
+        the Content-Type line included); `write_chunk` and `end_stream` follow."""
         close = "" if self._parked is None or self._parked.keep_alive else "Connection: close\r\n"
         head = (
-            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n{headers}"
+            f"HTTP/1.1 {status} {reason(status)}\r\n{headers}"
             f"Transfer-Encoding: chunked\r\n{close}\r\n"
-        )
-        self._write(head.encode("latin-1"))
+        ).encode(encoding)  # rendered first: if it cannot be, nothing has begun
+        self._streaming = True
+        self._write(head)
 
     def write_chunk(self, data: bytes) -> None:
         if data:
@@ -449,12 +488,12 @@ class Connection(asyncio.Protocol):
 
     def send_rendered(self, error: RieError, close: bool) -> None:
         """Answer the current (or parked) request with `error`, its headers included."""
+        headers = error.headers()
         extra = "".join(
-            f"{name}: {value}\r\n"
-            for name, value in error.headers().items()
-            if name != "Content-Type"
+            f"{name}: {value}\r\n" for name, value in headers.items() if name != "Content-Type"
         )
-        self.send(error.status, error.body(), close=close, headers=extra)
+        content_type = headers.get("Content-Type", "application/json")
+        self.send(error.status, error.body(), content_type, close=close, headers=extra)
 
     def _wire_error(self, status: int, message: str, error_type: str) -> None:
         """An error of the wire itself (in the router's shape); the connection then closes."""

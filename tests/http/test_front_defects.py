@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -77,6 +78,15 @@ def test_framing_headers_from_the_result_are_not_sent(raw_front: Front) -> None:
         assert (ans.status, ans.body) == (201, b"plain")
         assert ans.header("transfer-encoding") is None
         still_in_step(conn)
+
+
+def test_an_answer_says_its_date_unless_the_function_does(raw_front: Front) -> None:
+    with Conn(raw_front.url) as conn:
+        ans = result(conn, GOOD)
+        date = ans.header("date")
+        assert date is not None and parsedate_to_datetime(date).tzinfo is not None, ans.headers
+        ans = result(conn, {"statusCode": 200, "headers": {"Date": "then"}, "body": "x"})
+        assert [v for k, v in ans.headers if k.lower() == "date"] == ["then"]
 
 
 @pytest.mark.parametrize(

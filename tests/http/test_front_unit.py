@@ -115,3 +115,16 @@ def test_a_route_given_twice_is_served_by_the_first_with_a_warning(
     assert "route GET /same is given by first and second: first serves it" in caplog.text
     found = front._route("GET", "/same")
     assert found is not None and found[0].target is first
+
+
+def test_the_front_does_not_import_aiohttp() -> None:
+    """The front is on the HTTP core: `--http` alone loads no aiohttp (only `--dashboard` does)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rie.app, rie.fronts.http_front; "
+        "sys.exit('aiohttp' in sys.modules and 'aiohttp imported')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,5 +1,5 @@
 """The HTTP plumbing of the Invoke API (rie/http/protocol.py in the Invoke API's dialect) and of the
-HTTP front (rie/http/aiohttp_server.py) on their own, over a real socket, with handlers made to
+dashboard (rie/http/aiohttp_server.py) on their own, over a real socket, with handlers made to
 fail: an unexpected failure is a JSON AWS error, and one after the answer began drops the
 connection instead of sending a second answer."""
 
