@@ -70,6 +70,17 @@ class Endpoint(Protocol):
 EndpointFactory = Callable[["Environment"], Awaitable[Endpoint]]
 
 
+# variables rie sets for the runtime: never the user's channel (rie/sandbox/namespace.py)
+_PLATFORM_VARIABLES = (
+    "AWS_LAMBDA_RUNTIME_API",
+    "TMPDIR",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "AWS_LAMBDA_EXEC_WRAPPER",
+)
+
+
 class Environment:
     def __init__(
         self,
@@ -255,8 +266,9 @@ class Environment:
         return env
 
     def fs_plan(self, command: Sequence[str], env: Mapping[str, str]) -> namespace.Plan | None:
-        """The mounts a process of this environment gets: its /tmp, the code read-only, and what
-        it runs from kept reachable (None: no namespace here)."""
+        """The mounts a process of this environment gets: its /tmp, the code read-only, what it
+        runs from kept reachable, and the paths under /tmp its variables name kept writable
+        (None: no namespace here)."""
         if not self._fs_active or self.limits is None:
             return None
         config = self.config
@@ -264,10 +276,11 @@ class Environment:
         return namespace.plan(
             self.tmpdir if self.fs_mode == "root" else None,
             readonly=code,
-            reachable=(*code, *namespace.reachable_paths(command, env)),
+            reachable=namespace.reachable_paths(command, env),
             cwd=config.task_root,
             tmp_bytes=self.limits.ephemeral_bytes,
             task_root=config.task_root,
+            writable=namespace.channel_paths(env, _PLATFORM_VARIABLES),
         )
 
     async def _start_extensions(self) -> bool:
