@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -41,7 +42,7 @@ from rie.model.phases import (
 from rie.observe import telemetry
 from rie.observe.logs import LineBuffer, billed_ms
 from rie.sandbox.namespace import Plan
-from rie.sandbox.supervisor import Process, spawn
+from rie.sandbox.supervisor import MemoryCgroup, Process, spawn
 
 log = logging.getLogger("rie")
 
@@ -73,6 +74,8 @@ class Owner(Protocol):
     def extensions_ready(self) -> None: ...  # every extension waits in `next` again
 
     def extension_failed(self, error_type: str, message: str) -> None: ...
+
+    def extension_out_of_memory(self) -> None: ...  # the kernel's OOM killer ended one
 
 
 def find_extensions(directories: Sequence[str]) -> list[str]:
@@ -133,13 +136,17 @@ class ExtensionHost:
         sink_write: Callable[[bytes], None],
         json_logs: bool = False,
         cgroup_prefix: str | None = None,
+        cgroup_parent: MemoryCgroup | None = None,
         fs_plan: Callable[[Sequence[str], Mapping[str, str]], Plan | None] | None = None,
     ) -> None:
         self._owner = owner
         self.paths = list(paths)
         self._function = dict(function)
         self._sink_write = sink_write
-        self._cgroup_prefix = cgroup_prefix  # each extension gets a memory cgroup: <prefix>-ext<n>
+        # each extension gets a memory cgroup: <prefix>-ext<n>, or inside the environment's group
+        # (whose limits the runtime and its extensions share, as on Lambda): <prefix>/ext<n>
+        self._cgroup_prefix = cgroup_prefix
+        self._cgroup_parent = cgroup_parent
         self._fs_plan = (
             fs_plan  # the environment's /tmp and read-only code, shared with the runtime
         )
@@ -165,7 +172,10 @@ class ExtensionHost:
         for n, path in enumerate(self.paths):
             name = os.path.basename(path)
             lines = self._lines[name] = LineBuffer()
-            cgroup = f"{self._cgroup_prefix}-ext{n}" if self._cgroup_prefix else None
+            cgroup = None
+            if self._cgroup_prefix:
+                sep = "/" if self._cgroup_parent is not None else "-"
+                cgroup = f"{self._cgroup_prefix}{sep}ext{n}"
             try:
                 process = await spawn(
                     [path],
@@ -173,6 +183,7 @@ class ExtensionHost:
                     cwd,
                     functools.partial(self._output, lines),
                     cgroup_name=cgroup,
+                    cgroup_parent=self._cgroup_parent,
                     fs=self._fs_plan([path], env) if self._fs_plan is not None else None,
                 )
             except OSError as exc:
@@ -221,6 +232,8 @@ class ExtensionHost:
         process.drain_output()
         self._end_output(name)
         process.kill_everything()  # whatever it started goes with it
+        # its group's own OOM counter, read before the group goes
+        oom = code == -signal.SIGKILL and process.oom_killed()
         process.release()
         if self.stopping:
             return
@@ -228,6 +241,10 @@ class ExtensionHost:
         self._check_registered()
         if self.phases.phase is Phase.SHUTDOWN:
             self._shutdown_progress()
+            return
+        if oom:
+            # the environment's memory ran out (its extensions share it with the runtime)
+            self._owner.extension_out_of_memory()
             return
         what = "exit status" if code >= 0 else "signal"
         self._sink_write(
