@@ -918,12 +918,11 @@ class Environment:
                     inv.fail(exit_type, reason)
             self._init_error = None
         for inv in list(self.running.values()):
-            if oom:
-                # Lambda's log lines for it, before END and REPORT
-                self._platform_line(
-                    f"RequestId: {inv.request_id} Error: {reason}\n{exit_type}\n",
-                    (inv.request_id,),
-                )
+            # Lambda's log lines for a runtime that ended during the invocation (an exit, a
+            # signal, the OOM killer), before END and REPORT
+            self._platform_line(
+                f"RequestId: {inv.request_id} Error: {reason}\n{exit_type}\n", (inv.request_id,)
+            )
             inv.fail(exit_type, reason)
         if self.extensions is not None:
             self._stop_extensions("failure")
