@@ -293,6 +293,7 @@ class Environment:
             tmp_bytes=self.limits.ephemeral_bytes,
             task_root=config.task_root,
             writable=namespace.channel_paths(env, _PLATFORM_VARIABLES),
+            layers=config.layers,
         )
 
     async def _start_extensions(self) -> bool:

@@ -41,7 +41,7 @@ from rie.model.phases import (
 )
 from rie.observe import telemetry
 from rie.observe.logs import LineBuffer, billed_ms
-from rie.sandbox.namespace import Plan
+from rie.sandbox.namespace import LAMBDA_OPT, Plan
 from rie.sandbox.supervisor import MemoryCgroup, Process, spawn
 
 log = logging.getLogger("rie")
@@ -91,6 +91,17 @@ def find_extensions(directories: Sequence[str]) -> list[str]:
             if name not in found and os.path.isfile(path) and os.access(path, os.X_OK):
                 found[name] = path
     return list(found.values())
+
+
+def _at_opt(path: str, plan: Plan | None) -> str:
+    """Where an extension of a layer runs from: /opt/extensions/NAME where the layers are merged
+    at /opt (rie/sandbox/namespace.py), as on Lambda; else its own path."""
+    if plan is None or not plan.opt_layers:
+        return path
+    directory = os.path.realpath(os.path.dirname(path))
+    if any(directory == os.path.join(layer, "extensions") for layer in plan.opt_layers):
+        return os.path.join(LAMBDA_OPT, "extensions", os.path.basename(path))
+    return path
 
 
 _SANDBOX_HOSTS = ("sandbox.localdomain", "sandbox")
@@ -176,15 +187,16 @@ class ExtensionHost:
             if self._cgroup_prefix:
                 sep = "/" if self._cgroup_parent is not None else "-"
                 cgroup = f"{self._cgroup_prefix}{sep}ext{n}"
+            plan = self._fs_plan([path], env) if self._fs_plan is not None else None
             try:
                 process = await spawn(
-                    [path],
+                    [_at_opt(path, plan)],
                     env,
                     cwd,
                     functools.partial(self._output, lines),
                     cgroup_name=cgroup,
                     cgroup_parent=self._cgroup_parent,
-                    fs=self._fs_plan([path], env) if self._fs_plan is not None else None,
+                    fs=plan,
                 )
             except OSError as exc:
                 self._sink_write(

@@ -20,6 +20,11 @@ parent directories appear, empty, in the function's /tmp). So do the paths under
 values of the function's variables name (a marker, a record file: the user's own channel with
 the function), writable, as the machine has them (`channel_paths`).
 
+The layers appear merged at /opt, as Lambda unpacks them there: a read-only overlay whose lower
+directories are the layers (the last on top) over the machine's own /opt, which thus stays
+visible; where the machine has no /opt nothing is made on its root, and the layers are only at
+their own paths.
+
 tmpfs pages are memory: what a function keeps in /tmp is charged to its memory cgroup, as the
 kernel charges page cache to the writer. docs/resources.md says what that means.
 
@@ -61,6 +66,7 @@ _KEEP_FLAGS = (
 MNT_DETACH = 2
 SANDBOX_TMP = "/tmp"
 LAMBDA_TASK_ROOT = "/var/task"
+LAMBDA_OPT = "/opt"
 
 _libc: ctypes.CDLL | None = None
 _get_errno: Callable[[], int] | None = None
@@ -207,6 +213,9 @@ class Plan:
     # machine's /var holds, put back (bound) when /var/task has to be made on a tmpfs over /var
     task_root: str = ""
     var_entries: tuple[tuple[str, str], ...] = ()
+    # the layers, in order, merged read-only at /opt over the machine's own /opt (an overlay:
+    # a later layer's file wins, and what the machine keeps in /opt stays there); () : not
+    opt_layers: tuple[str, ...] = ()
 
 
 def _under(path: str, root: str) -> bool:
@@ -226,6 +235,7 @@ def plan(
     tmp_bytes: int = 0,
     task_root: str = "",
     writable: Iterable[str] = (),
+    layers: Sequence[str] = (),
 ) -> Plan:
     """The mounts of one process: `readonly` is its code (the task root, layers), `reachable`
     what else it runs from (files or directories: kept read-only), `writable` the paths its
@@ -279,7 +289,20 @@ def plan(
                 var_entries = found
     # the code under /tmp is made read-only where it is kept; the rest, over itself
     outside = tuple(p for p in ro if not keepable(p))
-    return Plan(tmp_source, outside, tuple(keep), cwd, tmp_bytes, task_root, var_entries)
+    return Plan(
+        tmp_source, outside, tuple(keep), cwd, tmp_bytes, task_root, var_entries, _opt(layers)
+    )
+
+
+def _opt(layers: Sequence[str]) -> tuple[str, ...]:
+    """The layers to merge at /opt: only where the machine has an /opt to mount on (it is not
+    made on the machine's root) and every layer's path can be an overlay's lower directory."""
+    found = tuple(os.path.realpath(p) for p in layers if p and os.path.isdir(p))
+    if not found or not os.path.isdir(LAMBDA_OPT):
+        return ()
+    if any(c in p for p in (*found, LAMBDA_OPT) for c in ":,\\"):
+        return ()  # overlay's option syntax has no room for them
+    return found
 
 
 def _var_entries() -> tuple[tuple[str, str], ...] | None:
@@ -395,6 +418,12 @@ def child_setup(p: Plan) -> Callable[[], None]:
                 _mount(path, path, None, MS_BIND | MS_REC, None)
                 remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
                 _mount(None, path, None, remount, None)
+            if p.opt_layers:
+                try:
+                    _merge_opt(p.opt_layers)
+                except OSError as exc:
+                    # said in the function's log: the layers stay reachable at their own paths
+                    os.write(2, f"rie: sandbox: no layers at /opt for this init: {exc}\n".encode())
             cwd = p.cwd
             if p.task_root:
                 try:
@@ -409,6 +438,14 @@ def child_setup(p: Plan) -> Callable[[], None]:
             return
 
     return setup
+
+
+def _merge_opt(layers: tuple[str, ...]) -> None:
+    """The layers merged read-only at /opt, as Lambda unpacks them there one after the other:
+    an overlay whose lower directories are the layers, the last one on top, over the machine's
+    own /opt (so nothing it keeps there is hidden). Nothing is written anywhere."""
+    lower = ":".join((*reversed(layers), LAMBDA_OPT))
+    _mount("overlay", LAMBDA_OPT, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, f"lowerdir={lower}")
 
 
 def _show_at_var_task(p: Plan) -> None:

@@ -176,3 +176,79 @@ def test_the_command_and_its_script_under_tmp_are_reachable_read_only(tmp_path: 
     finally:
         fn.stop()
     assert not os.path.exists(runner / "new")
+
+
+EXTENSION = """
+import json, os, sys, urllib.request
+api = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2020-01-01/extension"
+with open(os.path.join(os.environ["SEEN_DIR"], "ext"), "w") as f:
+    f.write(sys.argv[0])
+req = urllib.request.Request(f"{api}/register", data=b'{"events": ["SHUTDOWN"]}',
+                             headers={"Lambda-Extension-Name": "probe"}, method="POST")
+with urllib.request.urlopen(req) as reply:
+    ext_id = reply.headers["Lambda-Extension-Identifier"]
+req = urllib.request.Request(f"{api}/event/next", headers={"Lambda-Extension-Identifier": ext_id})
+urllib.request.urlopen(req).read()
+"""
+
+HANDLER = """
+import os, subprocess, sys
+
+def handler(event, context):
+    sys.path.insert(0, "/opt/python")  # as Lambda's Python runtimes have it
+    import laymod, only_first
+    try:
+        open("/opt/written", "w")
+        write = "written"
+    except OSError as exc:
+        write = exc.errno
+    tool = subprocess.run(["/opt/bin/tool"], capture_output=True, text=True).stdout
+    return {"who": laymod.WHO, "file": laymod.__file__, "first": only_first.ONE,
+            "tool": tool, "write": write, "opt": sorted(os.listdir("/opt"))}
+"""
+
+
+@needs_fs
+@pytest.mark.skipif(not os.path.isdir("/opt"), reason="this machine has no /opt to mount on")
+def test_layers_are_merged_read_only_at_opt_and_their_extensions_run_from_there(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "layer1", tmp_path / "layer2"
+    for layer, who in ((first, "first"), (second, "second")):
+        (layer / "python").mkdir(parents=True)
+        (layer / "python" / "laymod.py").write_text(f"WHO = {who!r}\n")
+    (first / "python" / "only_first.py").write_text("ONE = 1\n")
+    (first / "bin").mkdir()
+    (first / "bin" / "tool").write_text("#!/bin/sh\necho tool of the first layer\n")
+    (first / "bin" / "tool").chmod(0o755)
+    (second / "extensions").mkdir()
+    (second / "extensions" / "probe").write_text(f"#!{sys.executable}\n{EXTENSION}")
+    (second / "extensions" / "probe").chmod(0o755)
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "app.py").write_text(HANDLER)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    machine_opt = set(os.listdir("/opt"))
+    args = rie_arguments(
+        handler="app.handler",
+        task_root=task,
+        memory=512,
+        timeout=30,
+        env={"SEEN_DIR": str(seen)},
+        sandbox="lambda",
+        args=["--layer", str(first), "--layer", str(second)],
+    )
+    fn = LambdaFunction(args).start()
+    try:
+        out = fn.invoke({}).payload
+    finally:
+        fn.stop()
+    assert isinstance(out, dict), out
+    assert (out["who"], out["file"]) == ("second", "/opt/python/laymod.py"), "the later wins"
+    assert out["first"] == 1 and out["tool"] == "tool of the first layer\n"
+    assert out["write"] == errno.EROFS
+    assert machine_opt <= set(out["opt"]), "what the machine keeps in /opt is still there"
+    assert {"python", "bin", "extensions"} <= set(out["opt"])
+    assert (seen / "ext").read_text() == "/opt/extensions/probe"
+    assert not os.path.exists("/opt/written")
