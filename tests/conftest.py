@@ -1,13 +1,7 @@
-"""The whole suite: rie's sandbox is off unless a test asks for it.
+"""The whole suite runs under rie's default sandbox (`--sandbox lambda`), as users' own tests do.
 
-Many end-to-end tests trade files with their functions through the machine's /tmp (markers,
-records) or check TMPDIR there, which Lambda's own /tmp and read-only code (`--sandbox lambda`,
-rie's default) would hide. The sandbox's own tests (tests/sandbox) pass `--sandbox lambda`.
-Set RIE_SANDBOX=lambda before running pytest to run everything under the sandbox instead.
+Tests trade files with their functions through paths under the machine's /tmp (pytest's
+tmp_path) that the function's settings name, which the sandbox keeps reachable
+(docs/resources.md, "Paths under /tmp"). A test that checks what the sandbox changes on the host
+side passes `--sandbox off` itself, saying why.
 """
-
-from __future__ import annotations
-
-import os
-
-os.environ.setdefault("RIE_SANDBOX", "off")

@@ -124,6 +124,20 @@ def apply(memory_group: str, name: str, q: Quotas) -> Applied:
     return applied
 
 
+def delegate_controllers(group: str) -> bool:
+    """v2: hand the memory, cpu and pids controllers down to the groups inside `group` (each
+    process of an environment has one, for its own peak and OOM counter); whether memory was
+    (without it, an inner group would tell nothing)."""
+    control = os.path.join(group, "cgroup.subtree_control")
+    for controller in ("memory", "cpu", "pids"):  # one at a time: one refused spoils no other
+        _write(control, f"+{controller}")
+    try:
+        with open(control, encoding="ascii") as f:
+            return "memory" in f.read().split()
+    except OSError:
+        return False
+
+
 def oom_kills(memory_group: str) -> int:
     """How many processes the kernel's OOM killer ended in this group (the group is made per
     runtime, so any is this runtime's)."""

@@ -33,7 +33,14 @@ from rie.observe import logs
 from rie.observe.metrics import Metrics
 from rie.sandbox import namespace
 from rie.sandbox.limits import MB, Quotas, quotas
-from rie.sandbox.supervisor import Process, cgroup_name, describe_exit, spawn, tmpdir_prefix
+from rie.sandbox.supervisor import (
+    MemoryCgroup,
+    Process,
+    cgroup_name,
+    describe_exit,
+    spawn,
+    tmpdir_prefix,
+)
 from rie.settings.config import RUNTIME_ENTRY, Config
 
 if TYPE_CHECKING:
@@ -70,6 +77,17 @@ class Endpoint(Protocol):
 EndpointFactory = Callable[["Environment"], Awaitable[Endpoint]]
 
 
+# variables rie sets for the runtime: never the user's channel (rie/sandbox/namespace.py)
+_PLATFORM_VARIABLES = (
+    "AWS_LAMBDA_RUNTIME_API",
+    "TMPDIR",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "AWS_LAMBDA_EXEC_WRAPPER",
+)
+
+
 class Environment:
     def __init__(
         self,
@@ -100,6 +118,10 @@ class Environment:
         # its own /tmp and read-only code (rie/sandbox/namespace.py), where the machine allows
         self.fs_mode = namespace.mode() if self.limits is not None else None
         self._fs_active = False  # this init's processes get the mounts
+        # this init's cgroup under the sandbox: Lambda's limits, shared by the runtime and its
+        # extensions (each in a group of its own inside it); None: each process its own
+        self._group: MemoryCgroup | None = None
+        self._extension_oom = False  # an extension was OOM-killed: the runtime's end says so
         self.endpoint: Endpoint | None = None
         self.process: Process | None = None
         self.queued: collections.deque[Invocation] = collections.deque()
@@ -232,6 +254,7 @@ class Environment:
             task.cancel()
         if self.endpoint is not None:
             await self.endpoint.close()
+        self._release_group()
         namespace.release_tmp(self.tmpdir)
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
@@ -263,8 +286,9 @@ class Environment:
         return env
 
     def fs_plan(self, command: Sequence[str], env: Mapping[str, str]) -> namespace.Plan | None:
-        """The mounts a process of this environment gets: its /tmp, the code read-only, and what
-        it runs from kept reachable (None: no namespace here)."""
+        """The mounts a process of this environment gets: its /tmp, the code read-only, what it
+        runs from kept reachable, and the paths under /tmp its variables name kept writable
+        (None: no namespace here)."""
         if not self._fs_active or self.limits is None:
             return None
         config = self.config
@@ -272,10 +296,12 @@ class Environment:
         return namespace.plan(
             self.tmpdir if self.fs_mode == "root" else None,
             readonly=code,
-            reachable=(*code, *namespace.reachable_paths(command, env)),
+            reachable=namespace.reachable_paths(command, env),
             cwd=config.task_root,
             tmp_bytes=self.limits.ephemeral_bytes,
             task_root=config.task_root,
+            writable=namespace.channel_paths(env, _PLATFORM_VARIABLES),
+            layers=config.layers,
         )
 
     async def _start_extensions(self) -> bool:
@@ -313,6 +339,7 @@ class Environment:
             },
             self._sink.write,
             cgroup_prefix=cgroup_name(self.id, self.init_count + 1),
+            cgroup_parent=self._group,
             fs_plan=self.fs_plan,
             json_logs=self.config.runtime_environment(self._base_env)
             .get("AWS_LAMBDA_LOG_FORMAT", "")
@@ -388,6 +415,9 @@ class Environment:
             self._fs_active = namespace.fresh_tmp(self.tmpdir, self.limits.ephemeral_bytes)
         else:
             self._fs_active = self.fs_mode == "userns"  # each process mounts its own
+        name = cgroup_name(self.id, self.init_count + 1)
+        await self._new_group(name)
+        self._extension_oom = False
         if self.config.extension_paths and not await self._start_extensions():
             return
         command = self.config.command
@@ -402,9 +432,10 @@ class Environment:
                 env,
                 self.config.task_root,
                 self._output,
-                cgroup_name=cgroup_name(self.id, self.init_count + 1),
+                cgroup_name=f"{name}/runtime" if self._group is not None else name,
                 limits=self.limits,
                 fs=self.fs_plan(command, env),
+                cgroup_parent=self._group,
             )
         except (OSError, ValueError) as exc:  # ValueError: what execve cannot pass (a NUL)
             log.error("environment %d: cannot start %s: %s", self.id, command[0], exc)
@@ -437,6 +468,37 @@ class Environment:
             self._kill_after_init_error(process)
         elif self._next_before_recorded:
             self._runtime_in_next()
+
+    async def _new_group(self, name: str) -> None:
+        """This init's cgroup, in place of the last one's (whose processes are gone by now)."""
+        self._release_group()
+        if self.limits is not None and MemoryCgroup.base() is not None:
+            loop = asyncio.get_running_loop()
+            # off the loop, as a runtime's own group is made: a few writes into /sys
+            making = loop.run_in_executor(None, MemoryCgroup.create_shared, name, self.limits)
+            try:
+                group = await asyncio.shield(making)
+            except asyncio.CancelledError:  # retired meanwhile: the group goes once it is made
+                making.add_done_callback(self._release_made)
+                raise
+            if self.state is EnvState.RETIRED:
+                self._release_group(group)
+            else:
+                self._group = group
+
+    def _release_made(self, making: asyncio.Future[MemoryCgroup | None]) -> None:
+        if not making.cancelled() and making.exception() is None:
+            self._release_group(making.result())
+
+    def _release_group(self, group: MemoryCgroup | None = None) -> None:
+        """Let go of this init's group (or `group`): removed once its processes have left it."""
+        if group is None:
+            group, self._group = self._group, None
+        if group is not None and not group.remove():
+            MemoryCgroup.pending.add(group)  # removed once empty, at the latest at shutdown
+            loop = asyncio.get_running_loop()
+            for delay in (0.05, 0.25, 1.0, 5.0):
+                loop.call_later(delay, group.remove)
 
     async def _watch(self, process: Process) -> None:
         code = await process.exited
@@ -753,6 +815,22 @@ class Environment:
             inv.fail(error_type, body=body)
         self._reset("failure")
 
+    def extension_out_of_memory(self) -> None:
+        """The kernel's OOM killer ended an extension: the environment's memory, which the
+        runtime shares, ran out. As on Lambda, that is `Runtime.OutOfMemory` (the invocation,
+        or the init, fails with it) and the environment is reset."""
+        if self.state is EnvState.INITIALIZING and self.process is None:
+            if self._init_error is None:  # the extensions' start fails the init with it
+                message = f"Runtime exited with error: {describe_exit(-signal.SIGKILL)}"
+                self._init_error = (
+                    "Runtime.OutOfMemory",
+                    error_body("Runtime.OutOfMemory", message),
+                )
+            return
+        if self.process is not None and self.state in (EnvState.INITIALIZING, EnvState.READY):
+            self._extension_oom = True
+            self.process.kill_everything()  # its exit reports the OOM and resets
+
     def _sample_memory(self, process: Process, inv: Invocation) -> None:
         # Reading /proc costs a few files per sample. The peak (VmHWM) only grows, so a burst of
         # short invocations can share one sample; anything that ran long enough to grow much is
@@ -836,8 +914,9 @@ class Environment:
         process.kill_everything()  # whatever it left behind (group and cgroup) goes with it
         # a memory cgroup still knows the peak of a process that is gone
         self.peak_memory_bytes = max(self.peak_memory_bytes, process.memory_used_bytes())
-        # the cgroup's own OOM counter tells the kernel's kill from anyone else's SIGKILL
-        oom = code == -signal.SIGKILL and process.oom_killed()
+        # the cgroup's own OOM counter tells the kernel's kill from anyone else's SIGKILL; the
+        # memory an extension ran out of is the runtime's too (killed for it: see below)
+        oom = code == -signal.SIGKILL and (process.oom_killed() or self._extension_oom)
         process.release()
         self._after_exit(process, code, oom)
 
@@ -876,12 +955,11 @@ class Environment:
                     inv.fail(exit_type, reason)
             self._init_error = None
         for inv in list(self.running.values()):
-            if oom:
-                # Lambda's log lines for it, before END and REPORT
-                self._platform_line(
-                    f"RequestId: {inv.request_id} Error: {reason}\n{exit_type}\n",
-                    (inv.request_id,),
-                )
+            # Lambda's log lines for a runtime that ended during the invocation (an exit, a
+            # signal, the OOM killer), before END and REPORT
+            self._platform_line(
+                f"RequestId: {inv.request_id} Error: {reason}\n{exit_type}\n", (inv.request_id,)
+            )
             inv.fail(exit_type, reason)
         if self.extensions is not None:
             self._stop_extensions("failure")

@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -40,8 +41,8 @@ from rie.model.phases import (
 )
 from rie.observe import telemetry
 from rie.observe.logs import LineBuffer, billed_ms
-from rie.sandbox.namespace import Plan
-from rie.sandbox.supervisor import Process, spawn
+from rie.sandbox.namespace import LAMBDA_OPT, Plan
+from rie.sandbox.supervisor import MemoryCgroup, Process, spawn
 
 log = logging.getLogger("rie")
 
@@ -74,6 +75,8 @@ class Owner(Protocol):
 
     def extension_failed(self, error_type: str, message: str) -> None: ...
 
+    def extension_out_of_memory(self) -> None: ...  # the kernel's OOM killer ended one
+
 
 def find_extensions(directories: Sequence[str]) -> list[str]:
     """Executables in the extension directories, in order; a name seen twice is taken once."""
@@ -88,6 +91,17 @@ def find_extensions(directories: Sequence[str]) -> list[str]:
             if name not in found and os.path.isfile(path) and os.access(path, os.X_OK):
                 found[name] = path
     return list(found.values())
+
+
+def _at_opt(path: str, plan: Plan | None) -> str:
+    """Where an extension of a layer runs from: /opt/extensions/NAME where the layers are merged
+    at /opt (rie/sandbox/namespace.py), as on Lambda; else its own path."""
+    if plan is None or not plan.opt_layers:
+        return path
+    directory = os.path.realpath(os.path.dirname(path))
+    if any(directory == os.path.join(layer, "extensions") for layer in plan.opt_layers):
+        return os.path.join(LAMBDA_OPT, "extensions", os.path.basename(path))
+    return path
 
 
 _SANDBOX_HOSTS = ("sandbox.localdomain", "sandbox")
@@ -133,13 +147,17 @@ class ExtensionHost:
         sink_write: Callable[[bytes], None],
         json_logs: bool = False,
         cgroup_prefix: str | None = None,
+        cgroup_parent: MemoryCgroup | None = None,
         fs_plan: Callable[[Sequence[str], Mapping[str, str]], Plan | None] | None = None,
     ) -> None:
         self._owner = owner
         self.paths = list(paths)
         self._function = dict(function)
         self._sink_write = sink_write
-        self._cgroup_prefix = cgroup_prefix  # each extension gets a memory cgroup: <prefix>-ext<n>
+        # each extension gets a memory cgroup: <prefix>-ext<n>, or inside the environment's group
+        # (whose limits the runtime and its extensions share, as on Lambda): <prefix>/ext<n>
+        self._cgroup_prefix = cgroup_prefix
+        self._cgroup_parent = cgroup_parent
         self._fs_plan = (
             fs_plan  # the environment's /tmp and read-only code, shared with the runtime
         )
@@ -165,15 +183,20 @@ class ExtensionHost:
         for n, path in enumerate(self.paths):
             name = os.path.basename(path)
             lines = self._lines[name] = LineBuffer()
-            cgroup = f"{self._cgroup_prefix}-ext{n}" if self._cgroup_prefix else None
+            cgroup = None
+            if self._cgroup_prefix:
+                sep = "/" if self._cgroup_parent is not None else "-"
+                cgroup = f"{self._cgroup_prefix}{sep}ext{n}"
+            plan = self._fs_plan([path], env) if self._fs_plan is not None else None
             try:
                 process = await spawn(
-                    [path],
+                    [_at_opt(path, plan)],
                     env,
                     cwd,
                     functools.partial(self._output, lines),
                     cgroup_name=cgroup,
-                    fs=self._fs_plan([path], env) if self._fs_plan is not None else None,
+                    cgroup_parent=self._cgroup_parent,
+                    fs=plan,
                 )
             except OSError as exc:
                 self._sink_write(
@@ -221,6 +244,8 @@ class ExtensionHost:
         process.drain_output()
         self._end_output(name)
         process.kill_everything()  # whatever it started goes with it
+        # its group's own OOM counter, read before the group goes
+        oom = code == -signal.SIGKILL and process.oom_killed()
         process.release()
         if self.stopping:
             return
@@ -228,6 +253,10 @@ class ExtensionHost:
         self._check_registered()
         if self.phases.phase is Phase.SHUTDOWN:
             self._shutdown_progress()
+            return
+        if oom:
+            # the environment's memory ran out (its extensions share it with the runtime)
+            self._owner.extension_out_of_memory()
             return
         what = "exit status" if code >= 0 else "signal"
         self._sink_write(

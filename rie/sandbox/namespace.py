@@ -15,8 +15,15 @@ each extension's are their own (Lambda's are one).
 
 The code, the interpreter and anything else the function runs from may themselves live under the
 machine's /tmp (a venv there, pytest's `tmp_path`): those directories are opened before /tmp is
-covered and bind-mounted back at their own paths, so they stay reachable (their parent
-directories appear, empty, in the function's /tmp).
+covered and bind-mounted back, read-only, at their own paths, so they stay reachable (their
+parent directories appear, empty, in the function's /tmp). So do the paths under /tmp that the
+values of the function's variables name (a marker, a record file: the user's own channel with
+the function), writable, as the machine has them (`channel_paths`).
+
+The layers appear merged at /opt, as Lambda unpacks them there: a read-only overlay whose lower
+directories are the layers (the last on top) over the machine's own /opt, which thus stays
+visible; where the machine has no /opt nothing is made on its root, and the layers are only at
+their own paths.
 
 tmpfs pages are memory: what a function keeps in /tmp is charged to its memory cgroup, as the
 kernel charges page cache to the writer. docs/resources.md says what that means.
@@ -59,6 +66,7 @@ _KEEP_FLAGS = (
 MNT_DETACH = 2
 SANDBOX_TMP = "/tmp"
 LAMBDA_TASK_ROOT = "/var/task"
+LAMBDA_OPT = "/opt"
 
 _libc: ctypes.CDLL | None = None
 _get_errno: Callable[[], int] | None = None
@@ -192,23 +200,31 @@ def release_tmp(path: str) -> None:
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one process of an environment sees: `tmp_source` on /tmp (None: a tmpfs of
-    `tmp_bytes` of its own, in a user namespace), `readonly` paths read-only, `keep`
-    (directories under /tmp the process runs from) reachable; the working directory `cwd`
-    entered again once the mounts are made."""
+    `tmp_bytes` of its own, in a user namespace), `readonly` paths read-only, `keep` (paths
+    under /tmp, each with whether the function may write there) reachable at their own paths;
+    the working directory `cwd` entered again once the mounts are made."""
 
     tmp_source: str | None
     readonly: tuple[str, ...]
-    keep: tuple[str, ...]
+    keep: tuple[tuple[str, bool], ...]
     cwd: str
     tmp_bytes: int = 0
     # the task root, shown read-only at /var/task too ("" : not); `var_entries`: what the
     # machine's /var holds, put back (bound) when /var/task has to be made on a tmpfs over /var
     task_root: str = ""
     var_entries: tuple[tuple[str, str], ...] = ()
+    # the layers, in order, merged read-only at /opt over the machine's own /opt (an overlay:
+    # a later layer's file wins, and what the machine keeps in /opt stays there); () : not
+    opt_layers: tuple[str, ...] = ()
 
 
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+# a function's settings name at most this many paths under /tmp to keep (each is a mount in
+# every process's start: the cold start stays bounded whatever the environment holds)
+MAX_KEPT = 64
 
 
 def plan(
@@ -218,26 +234,48 @@ def plan(
     cwd: str,
     tmp_bytes: int = 0,
     task_root: str = "",
+    writable: Iterable[str] = (),
+    layers: Sequence[str] = (),
 ) -> Plan:
-    """The mounts of one process: `reachable` are the paths it may run from (files or
-    directories; only those under /tmp need anything done)."""
-    keep: list[str] = []
-    for path in reachable:
+    """The mounts of one process: `readonly` is its code (the task root, layers), `reachable`
+    what else it runs from (files or directories: kept read-only), `writable` the paths its
+    environment's variables name (`channel_paths`: kept as the machine has them, writable).
+    Only paths under the machine's /tmp need keeping; the code is read-only wherever it is."""
+    ro = sorted({os.path.realpath(p) for p in readonly if p and os.path.isdir(p)})
+
+    def keepable(path: str) -> bool:
+        return (
+            _under(path, SANDBOX_TMP)
+            and path != SANDBOX_TMP
+            # what is in the environment's own /tmp is there already
+            and (tmp_source is None or not _under(path, tmp_source))
+        )
+
+    modes: dict[str, bool] = {}
+    for path in writable:
+        if path not in ro:  # named exactly, a path in the code is writable; the code itself never
+            modes[path] = True
+    for path in (*ro, *reachable):
         if not path:
             continue
         path = os.path.realpath(path)
         if not os.path.isdir(path):
             path = os.path.dirname(path)
-        if (
-            _under(path, SANDBOX_TMP)
-            and path != SANDBOX_TMP
-            and (tmp_source is None or not _under(path, tmp_source))
-        ):
-            keep.append(path)
-    # a kept directory inside another kept one needs nothing of its own
-    keep = sorted(set(keep))
-    outer = [p for p in keep if not any(_under(p, q) and p != q for q in keep)]
-    ro = sorted({os.path.realpath(p) for p in readonly if p and os.path.isdir(p)})
+        if keepable(path):
+            modes.setdefault(path, False)
+    for path in ro:  # the code is read-only even where a variable names its directory
+        if path in modes:
+            modes[path] = False
+    # a kept path inside another one of the same kind needs nothing of its own (it is shown with
+    # it); one of the other kind is mounted over it, after it (sorted: parents first)
+    keep: list[tuple[str, bool]] = []
+    for path in sorted(p for p in modes if keepable(p)):
+        enclosing = [q for q, _ in keep if _under(path, q)]
+        if enclosing and modes[max(enclosing, key=len)] == modes[path]:
+            continue
+        keep.append((path, modes[path]))
+        if len(keep) >= MAX_KEPT:
+            break
     var_entries: tuple[tuple[str, str], ...] = ()
     if task_root:
         task_root = os.path.realpath(task_root)
@@ -249,7 +287,22 @@ def plan(
                 task_root = ""
             else:
                 var_entries = found
-    return Plan(tmp_source, tuple(ro), tuple(outer), cwd, tmp_bytes, task_root, var_entries)
+    # the code under /tmp is made read-only where it is kept; the rest, over itself
+    outside = tuple(p for p in ro if not keepable(p))
+    return Plan(
+        tmp_source, outside, tuple(keep), cwd, tmp_bytes, task_root, var_entries, _opt(layers)
+    )
+
+
+def _opt(layers: Sequence[str]) -> tuple[str, ...]:
+    """The layers to merge at /opt: only where the machine has an /opt to mount on (it is not
+    made on the machine's root) and every layer's path can be an overlay's lower directory."""
+    found = tuple(os.path.realpath(p) for p in layers if p and os.path.isdir(p))
+    if not found or not os.path.isdir(LAMBDA_OPT):
+        return ()
+    if any(c in p for p in (*found, LAMBDA_OPT) for c in ":,\\"):
+        return ()  # overlay's option syntax has no room for them
+    return found
 
 
 def _var_entries() -> tuple[tuple[str, str], ...] | None:
@@ -270,13 +323,45 @@ def _var_entries() -> tuple[tuple[str, str], ...] | None:
     return tuple(sorted(out))
 
 
+# the search paths a runtime runs from: code, kept read-only (not a channel of the user's)
+SEARCH_PATHS = ("PYTHONPATH", "PATH", "LD_LIBRARY_PATH")
+
+
 def reachable_paths(command: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """What a runtime may run from: its executable, the interpreter's prefixes, and the search
-    paths of its environment."""
+    """What a runtime may run from: its executable and the arguments that name files (a script,
+    a module's directory), the interpreter's prefixes, the search paths of its environment, and
+    the wrapper script a bootstrap may start it through."""
     paths = [command[0] if command else "", sys.prefix, sys.base_prefix, sys.exec_prefix]
-    for var in ("PYTHONPATH", "PATH", "LD_LIBRARY_PATH"):
+    paths.append(env.get("AWS_LAMBDA_EXEC_WRAPPER", ""))
+    paths.extend(arg for arg in command[1:] if arg.startswith("/") and os.path.exists(arg))
+    for var in SEARCH_PATHS:
         paths.extend(p for p in env.get(var, "").split(os.pathsep) if p)
     return paths
+
+
+def channel_paths(env: Mapping[str, str], skip: Iterable[str] = ()) -> list[str]:
+    """The paths under the machine's /tmp that the values of a function's variables name (a
+    `PATH`-like list counts each part): the user's own channel with the function (a marker, a
+    record, pytest's `tmp_path`), kept writable at the same path. A path that exists is kept
+    itself (a file or a directory); one that does not yet, through its nearest existing parent,
+    so the function can make it, but never /tmp itself: a path right in /tmp that is not there
+    yet cannot be kept. `skip`: variables that are not the user's (rie's own, the search paths)."""
+    prefix = SANDBOX_TMP + "/"
+    skipped = {*skip, *SEARCH_PATHS}
+    found: list[str] = []
+    for key, value in env.items():
+        if prefix not in value or key in skipped:
+            continue
+        for part in value.split(os.pathsep):
+            if not part.startswith(prefix):
+                continue
+            path = os.path.normpath(part)
+            while not os.path.lexists(path) and _under(path, SANDBOX_TMP):
+                path = os.path.dirname(path)
+            path = os.path.realpath(path)
+            if _under(path, SANDBOX_TMP) and path != SANDBOX_TMP and os.path.exists(path):
+                found.append(path)
+    return found
 
 
 def child_setup(p: Plan) -> Callable[[], None]:
@@ -289,6 +374,8 @@ def child_setup(p: Plan) -> Callable[[], None]:
     flags = CLONE_NEWNS | (CLONE_NEWUSER if own else 0)
     # the flags each read-only path's mount has, known before the fork
     keep_flags = {path: _mount_flags(path) for path in p.readonly}
+    keep_flags.update((path, _mount_flags(path)) for path, writable in p.keep if not writable)
+    kept_dirs = {path: os.path.isdir(path) for path, _ in p.keep}
 
     def setup() -> None:
         if lib.unshare(flags) != 0:
@@ -300,21 +387,43 @@ def child_setup(p: Plan) -> Callable[[], None]:
                 _write_proc("/proc/self/uid_map", f"{uid} {uid} 1")
                 _write_proc("/proc/self/gid_map", f"{gid} {gid} 1")
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-            # the directories under /tmp it runs from, held open while /tmp is covered
-            held = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in p.keep]
+            # the paths under /tmp it runs from or trades files through, held open while /tmp
+            # is covered (one that went away meanwhile is left out)
+            held: list[tuple[str, bool, int]] = []
+            for path, writable in p.keep:
+                with contextlib.suppress(OSError):
+                    held.append((path, writable, os.open(path, os.O_PATH | os.O_CLOEXEC)))
             if p.tmp_source is None:
                 size = f"size={p.tmp_bytes},mode=1777"
                 _mount("tmpfs", SANDBOX_TMP, "tmpfs", MS_NOSUID | MS_NODEV, size)
             else:
                 _mount(p.tmp_source, SANDBOX_TMP, None, MS_BIND | MS_REC, None)
-            for path, fd in held:
-                os.makedirs(path, exist_ok=True)
-                _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
-                os.close(fd)
+            # parents first (the plan is sorted): a path inside a kept one is mounted over it
+            for path, writable, fd in held:
+                try:
+                    if kept_dirs[path]:
+                        os.makedirs(path, exist_ok=True)
+                    elif not os.path.lexists(path):  # (inside a kept directory, it is there)
+                        os.makedirs(os.path.dirname(path), exist_ok=True)
+                        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+                    _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+                    if not writable:
+                        remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
+                        _mount(None, path, None, remount, None)
+                except OSError:
+                    continue  # this path is not kept; the rest still are
+                finally:
+                    os.close(fd)
             for path in p.readonly:
                 _mount(path, path, None, MS_BIND | MS_REC, None)
                 remount = MS_BIND | MS_REMOUNT | MS_RDONLY | keep_flags[path]
                 _mount(None, path, None, remount, None)
+            if p.opt_layers:
+                try:
+                    _merge_opt(p.opt_layers)
+                except OSError as exc:
+                    # said in the function's log: the layers stay reachable at their own paths
+                    os.write(2, f"rie: sandbox: no layers at /opt for this init: {exc}\n".encode())
             cwd = p.cwd
             if p.task_root:
                 try:
@@ -329,6 +438,14 @@ def child_setup(p: Plan) -> Callable[[], None]:
             return
 
     return setup
+
+
+def _merge_opt(layers: tuple[str, ...]) -> None:
+    """The layers merged read-only at /opt, as Lambda unpacks them there one after the other:
+    an overlay whose lower directories are the layers, the last one on top, over the machine's
+    own /opt (so nothing it keeps there is hidden). Nothing is written anywhere."""
+    lower = ":".join((*reversed(layers), LAMBDA_OPT))
+    _mount("overlay", LAMBDA_OPT, "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, f"lowerdir={lower}")
 
 
 def _show_at_var_task(p: Plan) -> None:

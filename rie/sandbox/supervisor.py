@@ -10,6 +10,10 @@ the processes still using them. Without cgroups, a `setsid` escape of a runtime 
 SIGKILLed is found only through the TMPDIR it inherited.
 Output (stdout and stderr on one pipe, so their order is kept) goes to a callback as it arrives.
 
+Under the sandbox, an environment's group (made per init) holds Lambda's limits, and each of its
+processes (the runtime, each extension) has a group of its own inside it, so that they share the
+limits while each one's end, peak and OOM kills stay its own.
+
 Memory: where the machine lets us make one, each runtime process gets a memory cgroup of its own,
 whose peak counts every process the function ran, even those that have already exited (Lambda's
 figure comes from the sandbox's cgroup too). Everywhere, /proc gives the peak RSS of the leader and
@@ -345,13 +349,14 @@ def _start_child(
     cgroup_name: str | None,
     limits: Quotas | None = None,
     fs: namespace.Plan | None = None,
+    cgroup_parent: MemoryCgroup | None = None,
 ) -> tuple[subprocess.Popen[bytes], MemoryCgroup | None]:
     """Make the runtime's cgroup, start the runtime in it; the cgroup if the runtime is in it.
 
     Run in a worker thread: making a cgroup, `fork` and `exec` (which `Popen` waits for) and the
     cgroup write take milliseconds each, more when the CPUs are busy with other runtimes' init,
     and the loop meanwhile serves the environments already running."""
-    cgroup = MemoryCgroup.create(cgroup_name, limits) if cgroup_name else None
+    cgroup = MemoryCgroup.create(cgroup_name, limits, cgroup_parent) if cgroup_name else None
     try:
         popen = subprocess.Popen(
             list(command), **_child_options(env, cwd, write_fd, cgroup, limits, fs)
@@ -427,10 +432,12 @@ async def spawn(
     cgroup_name: str | None = None,
     limits: Quotas | None = None,
     fs: namespace.Plan | None = None,
+    cgroup_parent: MemoryCgroup | None = None,
 ) -> Process:
     """Start a runtime; `limits`: Lambda's for its memory size (rie/sandbox/limits.py), written
     into its cgroups before it starts, where this machine allows; `fs`: its own /tmp and
-    read-only code (rie/sandbox/namespace.py)."""
+    read-only code (rie/sandbox/namespace.py). With `cgroup_parent` (the environment's group,
+    which holds the limits), `cgroup_name` is a group of the process's own inside it."""
     _decide_child_setup()
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
@@ -438,7 +445,16 @@ async def spawn(
         if _pidfd_ok:
             # off the loop: the loop keeps serving the other environments while this one starts
             starting = loop.run_in_executor(
-                None, _start_child, command, env, cwd, write_fd, cgroup_name, limits, fs
+                None,
+                _start_child,
+                command,
+                env,
+                cwd,
+                write_fd,
+                cgroup_name,
+                limits,
+                fs,
+                cgroup_parent,
             )
             try:
                 popen, cgroup = await asyncio.shield(starting)
@@ -447,7 +463,7 @@ async def spawn(
                 starting.add_done_callback(functools.partial(_abandon, loop))
                 raise
             return Process(_Child(popen, loop), read_fd, on_output, cgroup)
-        cgroup = MemoryCgroup.create(cgroup_name, limits) if cgroup_name else None
+        cgroup = MemoryCgroup.create(cgroup_name, limits, cgroup_parent) if cgroup_name else None
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command, **_child_options(env, cwd, write_fd, cgroup, limits, fs)
@@ -465,7 +481,9 @@ async def spawn(
 
 
 class MemoryCgroup:
-    """A memory cgroup made for one runtime process, under the emulator's own (v1 or v2)."""
+    """A memory cgroup made for one runtime process, under the emulator's own (v1 or v2); or
+    made for a whole environment (its limits, shared by the runtime and its extensions), each of
+    its processes in a group of its own inside it (`parent`)."""
 
     _base: str | bool | None = False  # where ours are made; None when the machine allows none
     pending: ClassVar[set[MemoryCgroup]] = set()  # released, not yet empty enough to remove
@@ -474,6 +492,7 @@ class MemoryCgroup:
         self.path = path
         self._peak_file = peak_file
         self.extra_groups: list[str] = []  # v1: its cpu and pids groups (rie/sandbox/cgroups.py)
+        self.joined: tuple[str, ...] = ()  # v1: its parent's cpu and pids groups, joined too
         self.enforced: set[str] = set()  # the limits written: memory, cpu, pids
 
     @classmethod
@@ -530,7 +549,12 @@ class MemoryCgroup:
         return cls._base if isinstance(cls._base, str) else None
 
     @classmethod
-    def create(cls, name: str, limits: Quotas | None = None) -> MemoryCgroup | None:
+    def create(
+        cls, name: str, limits: Quotas | None = None, parent: MemoryCgroup | None = None
+    ) -> MemoryCgroup | None:
+        """A group `name` with `limits` written; inside `parent` (named `parent/leaf`), a group
+        without limits of its own (the parent's apply to it, and it joins the parent's v1 cpu
+        and pids groups)."""
         if cls._base is False:
             cls._base = cls._find_base()
         base = cls._base
@@ -540,19 +564,36 @@ class MemoryCgroup:
         try:
             os.mkdir(path)
         except OSError:
-            cls._base = None  # not allowed here: do not try again
+            if parent is None:
+                cls._base = None  # not allowed here: do not try again
             return None
         for peak in ("memory.max_usage_in_bytes", "memory.peak"):
             if os.path.exists(os.path.join(path, peak)):
                 group = cls(path, os.path.join(path, peak))
-                if limits is not None:
+                if parent is not None:
+                    group.joined = tuple(
+                        os.path.join(g, "cgroup.procs") for g in parent.extra_groups
+                    )
+                elif limits is not None:
                     applied = cgroups.apply(path, name, limits)
                     group.extra_groups, group.enforced = applied.extra_groups, applied.enforced
                 return group
         with contextlib.suppress(OSError):
             os.rmdir(path)  # a v2 group without the memory controller tells us nothing
-        cls._base = None
+        if parent is None:
+            cls._base = None
         return None
+
+    @classmethod
+    def create_shared(cls, name: str, limits: Quotas) -> MemoryCgroup | None:
+        """An environment's group: its limits, shared by every process of the environment, each
+        in a group of its own inside it (v2: the controllers are handed down to them)."""
+        group = cls.create(name, limits)
+        v2 = group is not None and cgroups.is_v2(group.path)
+        if group is not None and v2 and not cgroups.delegate_controllers(group.path):
+            group.remove()  # its processes could not have groups of their own in it
+            return None
+        return group
 
     @property
     def procs_file(self) -> str:
@@ -561,7 +602,8 @@ class MemoryCgroup:
     @property
     def procs_files(self) -> tuple[str, ...]:
         """Every group the runtime joins: memory first (the one that must take)."""
-        return (self.procs_file, *(os.path.join(g, "cgroup.procs") for g in self.extra_groups))
+        own = (os.path.join(g, "cgroup.procs") for g in self.extra_groups)
+        return (self.procs_file, *own, *self.joined)
 
     def adopt(self, pid: int) -> bool:
         try:
@@ -576,11 +618,24 @@ class MemoryCgroup:
         return True
 
     def members(self) -> list[int]:
+        """Its processes and those of the groups inside it."""
+        found: list[int] = []
+        for path in [self.path, *self._inner()]:
+            try:
+                with open(os.path.join(path, "cgroup.procs"), "rb") as f:
+                    found.extend(int(pid) for pid in f.read().split())
+            except (OSError, ValueError):
+                continue
+        return found
+
+    def _inner(self) -> list[str]:
+        """The groups right inside this one (an environment's: one per process)."""
         try:
-            with open(os.path.join(self.path, "cgroup.procs"), "rb") as f:
-                return [int(pid) for pid in f.read().split()]
-        except (OSError, ValueError):
+            with os.scandir(self.path) as it:
+                inner = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
             return []
+        return inner
 
     def kill_members(self) -> None:
         """SIGKILL every process in the group (v2: cgroup.kill; v1: one by one, until no new
@@ -608,11 +663,14 @@ class MemoryCgroup:
     def remove(self) -> bool:
         """Remove the group if it is empty; True once it is gone."""
         self.extra_groups = cgroups.remove_groups(self.extra_groups)
+        cgroups.remove_groups(self._inner())  # what its processes' groups left (emptied)
         try:
             os.rmdir(self.path)
         except FileNotFoundError:
             pass
         except OSError:
+            return False
+        if self.extra_groups:  # a v1 cpu or pids group still busy: tried again later
             return False
         MemoryCgroup.pending.discard(self)
         return True

@@ -177,7 +177,9 @@ def test_failures(fmt: str, route_flags: list[str], tmp_path: Path) -> None:
     flags = ["--http-format", fmt, "--timeout", "2", "--max-concurrency", "1", *route_flags]
     if api_gw:
         flags += ["--http-integration-timeout", "1"]
-    with front(*flags) as r:
+    # the function waits for a file the request names: its directory is named in the function's
+    # environment too, so that the sandbox keeps it reachable (docs/resources.md)
+    with front(*flags, env={"TEST_FILES": str(tmp_path)}) as r:
         f = Front(r)
         # a function error, and a result that is not a response
         for path in ("/raise", "/malformed"):
@@ -364,7 +366,7 @@ def test_shutdown_answers_the_request_in_flight(tmp_path: Path) -> None:
     """SIGTERM stops accepting, lets the invocation in flight finish within the grace period and
     answers it, then closes: as for the Invoke API."""
     flag = tmp_path / "go"
-    r = front("--shutdown-timeout", "20").start()
+    r = front("--shutdown-timeout", "20", env={"TEST_FILES": str(tmp_path)}).start()
     try:
         f = Front(r)
         hold = subprocess.Popen(

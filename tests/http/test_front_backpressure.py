@@ -66,7 +66,9 @@ def _drain(sock: socket.socket) -> int:
 def test_clients_that_do_not_read_hold_the_stream_not_rie_memory(tmp_path: Path) -> None:
     flags = ["--http-invoke-mode", "RESPONSE_STREAM", "--max-concurrency", str(CLIENTS)]
     flags += ["--timeout", "300", "--log-level", "debug"]
-    with front(*flags, handler="streams.big") as r:
+    # the files the function writes are in a directory its environment names (the sandbox keeps
+    # it reachable: docs/resources.md)
+    with front(*flags, handler="streams.big", env={"TEST_FILES": str(tmp_path)}) as r:
         f = Front(r)
         assert r.proc is not None
         pid = r.proc.pid

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from rie.http.eventstream import decode
-from tests.helpers import rie
+from tests.helpers import RieProcess, rie
 from tests.http.conftest import FIX, Front, front
 
 STREAM_PATH = "/2021-11-15/functions/function/response-streaming-invocations"
@@ -35,8 +35,16 @@ async def _read_streamed(url: str, flag: Path) -> tuple[int, dict[str, list[str]
         return resp.status, headers, first, await resp.read()
 
 
+def front_with_files(files: Path, *flags: str, handler: str) -> RieProcess:
+    """The HTTP front, with the directory of the flags the events name in the function's
+    environment: under the sandbox, what its variables name stays reachable (docs/resources.md)."""
+    return front(*flags, handler=handler, env={"TEST_FILES": str(files)})
+
+
 def test_generator_streams_through_a_function_url(tmp_path: Path) -> None:
-    with front("--http-invoke-mode", "RESPONSE_STREAM", handler="streams.http") as r:
+    with front_with_files(
+        tmp_path, "--http-invoke-mode", "RESPONSE_STREAM", handler="streams.http"
+    ) as r:
         f = Front(r)
         status, headers, first, rest = asyncio.run(_read_streamed(f.url, tmp_path / "go"))
     assert status == 201
@@ -49,7 +57,9 @@ def test_generator_streams_through_a_function_url(tmp_path: Path) -> None:
 def test_async_generator_and_plain_generator_stream(tmp_path: Path) -> None:
     for handler in ("streams.async_generator", "streams.generator"):
         flag = tmp_path / handler
-        with front("--http-invoke-mode", "RESPONSE_STREAM", handler=handler) as r:
+        with front_with_files(
+            tmp_path, "--http-invoke-mode", "RESPONSE_STREAM", handler=handler
+        ) as r:
             f = Front(r)
             status, headers, first, rest = asyncio.run(_read_streamed(f.url, flag))
         assert status == 200 and headers["content-type"] == ["application/octet-stream"]
@@ -68,7 +78,9 @@ async def _read_cut(url: str, flag: Path) -> tuple[int, bytes, BaseException | N
 
 
 def test_an_error_mid_stream_cuts_the_answer_short(tmp_path: Path) -> None:
-    with front("--http-invoke-mode", "RESPONSE_STREAM", handler="streams.http_failing") as r:
+    with front_with_files(
+        tmp_path, "--http-invoke-mode", "RESPONSE_STREAM", handler="streams.http_failing"
+    ) as r:
         f = Front(r)
         status, first, error = asyncio.run(_read_cut(f.url, tmp_path / "go"))
         assert (status, first) == (200, b"first\n")
@@ -94,7 +106,7 @@ def test_an_error_before_the_first_chunk_is_a_502() -> None:
 def test_buffered_function_url_reads_a_streamed_response_whole(tmp_path: Path) -> None:
     flag = tmp_path / "go"
     flag.touch()  # no waiting: the answer comes when the stream has ended
-    with front(handler="streams.http") as r:
+    with front_with_files(tmp_path, handler="streams.http") as r:
         f = Front(r)
         out = subprocess.run(
             ["curl", "-sS", "-i", f"{f.url}/?file={flag}"],
@@ -166,7 +178,7 @@ def _invoke_stream(port: int, event: object, flag: Path) -> list[tuple[str, byte
 
 
 def test_generator_through_invoke_with_response_stream(tmp_path: Path) -> None:
-    with front(handler="streams.generator") as r:
+    with front_with_files(tmp_path, handler="streams.generator") as r:
         flag = tmp_path / "go"
         messages = _invoke_stream(r.port, {"file": str(flag)}, flag)
         kinds = [k for k, _ in messages]
@@ -175,7 +187,7 @@ def test_generator_through_invoke_with_response_stream(tmp_path: Path) -> None:
         assert body == b"first\nsecond\nthird\n"
         assert json.loads(messages[-1][1]) == {}
         # mid-stream error: reported in the trailers, so InvokeComplete carries it
-    with front(handler="streams.failing") as r:
+    with front_with_files(tmp_path, handler="streams.failing") as r:
         flag = tmp_path / "go2"
         messages = _invoke_stream(r.port, {"file": str(flag)}, flag)
         assert messages[0] == ("PayloadChunk", b"first\n")
@@ -187,7 +199,7 @@ def test_generator_through_invoke_with_response_stream(tmp_path: Path) -> None:
         # the buffered Invoke API gets the whole stream of a generator handler
         done = tmp_path / "go3"
         done.touch()
-    with front(handler="streams.generator") as r:
+    with front_with_files(tmp_path, handler="streams.generator") as r:
         reply = r.invoke({"file": str(done)})
         assert (reply.status, reply.body) == (200, b"first\nsecond\nthird\n")
 

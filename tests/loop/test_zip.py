@@ -36,7 +36,10 @@ def package(path: Path) -> Path:
 
 def test_a_package_runs_as_uploaded_and_is_removed_at_exit(tmp_path: Path) -> None:
     pkg = package(tmp_path / "function.zip")
-    with rie("--zip", str(pkg), "--handler", "app.handler", env={"PYTHONPATH": "lib"}) as r:
+    # where rie unpacks the package on the machine, which the function sees as its task root only
+    # without the sandbox (under it, the code is at /var/task: tests/sandbox)
+    off = ("--sandbox", "off")
+    with rie(*off, "--zip", str(pkg), "--handler", "app.handler", env={"PYTHONPATH": "lib"}) as r:
         reply = r.invoke({})
         assert reply.status == 200, reply.body
         body = reply.json()

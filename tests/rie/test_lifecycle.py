@@ -137,6 +137,10 @@ def test_runtime_exit_during_invoke_is_runtime_exit_error(action, how) -> None:
         }
         rep = report(r, rid or "")
         assert "\tStatus: error\tError Type: Runtime.ExitError\t" in rep["line"], rep["line"]
+        # Lambda's log lines for it, right before END
+        lines = r.output().splitlines()
+        at = lines.index(f"RequestId: {rid} Error: Runtime exited with error: {how}")
+        assert lines[at + 1 : at + 3] == ["Runtime.ExitError", f"END RequestId: {rid}"]
         reply = r.invoke({"still": "works"})
         assert reply.json() == {"still": "works"}
         assert "Init Duration" in report(r, reply.header("X-Amzn-RequestId") or "")

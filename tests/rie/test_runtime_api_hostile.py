@@ -90,12 +90,16 @@ def test_bad_content_length_or_two_framings_get_400_and_a_closed_connection(
 LIMITS = ("--keepalive-timeout", "0.3", "--request-head-timeout", "0.5", "--log-level", "debug")
 
 
-def runtime_with_tiny_limits(kind: str) -> RieProcess:
+def runtime_with_tiny_limits(kind: str, files: Path | None = None) -> RieProcess:
+    # `files`: where the handler finds the flags the events name, named in its environment too
+    # so that the sandbox keeps it reachable (docs/resources.md)
+    env = {"TEST_FILES": str(files)} if files is not None else None
     if kind == "ours":
-        return rie("--task-root", str(HANDLERS), "--handler", "probes.until_file", *LIMITS)
+        flags = ("--task-root", str(HANDLERS), "--handler", "probes.until_file", *LIMITS)
+        return rie(*flags, env=env)
     if kind == "awslambdaric":
-        return ric("probes.until_file", *LIMITS)
-    return curl_sh(*LIMITS)
+        return ric("probes.until_file", *LIMITS, env=env)
+    return curl_sh(*LIMITS, env=env)
 
 
 def idle_closes(r: RieProcess) -> int:
@@ -104,7 +108,7 @@ def idle_closes(r: RieProcess) -> int:
 
 @pytest.mark.parametrize("kind", ["ours", "awslambdaric", "sh+curl"])
 def test_runtimes_recover_when_their_idle_connection_is_closed(kind: str, tmp_path: Path) -> None:
-    with runtime_with_tiny_limits(kind) as r:
+    with runtime_with_tiny_limits(kind, tmp_path) as r:
         if kind == "sh+curl":
             # curl opens a connection per call and closes it itself: nothing is ever idle, and
             # short limits must not get in its way

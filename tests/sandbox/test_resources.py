@@ -151,6 +151,50 @@ def test_out_of_memory_during_init_fails_the_init() -> None:
         fn.stop()
 
 
+def _hungry_extension(tmp_path: Path, *env: str) -> LambdaFunction:
+    """A 128 MB function whose extension eats 400 MB once (HUNGRY_AT: on an INVOKE or in init)."""
+    d = tmp_path / "extensions"
+    d.mkdir()
+    text = (HERE / "fixtures" / "extensions" / "hungry.py").read_text()
+    (d / "hungry").write_text(f"#!{sys.executable}\n{text}")
+    (d / "hungry").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    flags = ["--extensions-dir", str(d), "--env", f"HUNGRY_DIR={state}"]
+    for item in env:
+        flags += ["--env", item]
+    return start("res.handler", 128, *flags)
+
+
+@needs_memory
+def test_an_extension_shares_the_memory_size_its_oom_is_runtime_out_of_memory(
+    tmp_path: Path,
+) -> None:
+    fn = _hungry_extension(tmp_path)
+    try:
+        # the runtime sleeps; the extension, woken by the same INVOKE, runs the sandbox out
+        assert_out_of_memory(fn.invoke({"kind": "sleep", "s": 30}), fn)
+        again = fn.invoke({"kind": "alloc", "mb": 10})
+        assert again.payload == {"allocated_mb": 10} and again.function_error is None
+        assert "Init Duration" in report_fields(again.log), "the environment was reset"
+    finally:
+        fn.stop()
+
+
+@needs_memory
+def test_an_extension_out_of_memory_in_init_fails_the_init(tmp_path: Path) -> None:
+    fn = _hungry_extension(tmp_path, "HUNGRY_AT=init")
+    try:
+        result = fn.invoke({})
+        assert result.function_error == "Unhandled"
+        assert isinstance(result.payload, dict)
+        assert result.payload["errorType"] == "Runtime.OutOfMemory", result.payload
+        fn.wait_for_log(r"INIT_REPORT .*Status: error\tError Type: Runtime.OutOfMemory")
+        assert fn.invoke({"kind": "alloc", "mb": 10}).payload == {"allocated_mb": 10}
+    finally:
+        fn.stop()
+
+
 @needs_memory
 def test_a_sigkill_that_is_not_an_oom_stays_runtime_exit_error(small: LambdaFunction) -> None:
     # the same signal as the OOM killer's, from someone else: the cgroup counted no OOM kill
@@ -169,11 +213,12 @@ def test_a_sigkill_that_is_not_an_oom_stays_runtime_exit_error(small: LambdaFunc
 
 
 def _runtime_pids(fn: LambdaFunction) -> list[int]:
-    """The processes in the memory cgroups of fn's runtimes."""
+    """The processes in the memory cgroups of fn's runtimes (an environment's group holds one
+    group per process)."""
     base = MemoryCgroup.base()
     assert base is not None and fn._proc is not None
     found = []
-    for procs in glob.glob(f"{base}/pyrie-{fn._proc.pid}-*/cgroup.procs"):
+    for procs in glob.glob(f"{base}/pyrie-{fn._proc.pid}-*/runtime/cgroup.procs"):
         found += [int(p) for p in Path(procs).read_text().split()]
     assert found, "no runtime found"
     return found

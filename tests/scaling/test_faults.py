@@ -95,6 +95,12 @@ def leftovers(rie_pid: int) -> list[str]:
     return found
 
 
+def files(tmp_path: Path) -> dict[str, str]:
+    """rie's environment naming the directory the handler writes its child's pid in: under the
+    sandbox, what the function's variables name stays reachable (docs/resources.md)."""
+    return {"TEST_FILES": str(tmp_path)}
+
+
 def spawned(tmp_path: Path, r: RieProcess, event: dict[str, object]) -> tuple[int, Reply]:
     """Invoke with a handler that first starts a `setsid` child: (the child's pid, the reply)."""
     pidfile = tmp_path / f"child-{time.monotonic_ns()}"
@@ -105,7 +111,7 @@ def spawned(tmp_path: Path, r: RieProcess, event: dict[str, object]) -> tuple[in
 
 @pytest.mark.parametrize("fault", ["timeout", "crash"])
 def test_a_setsid_child_dies_with_its_environment(tmp_path: Path, fault: str) -> None:
-    with rie(*PY_RUNTIME, "--timeout", "1") as r:
+    with rie(*PY_RUNTIME, "--timeout", "1", env=files(tmp_path)) as r:
         event = {"action": "sleep", "s": 30} if fault == "timeout" else {"action": "exit"}
         child, reply = spawned(tmp_path, r, event)
         assert reply.header("X-Amz-Function-Error") == "Unhandled", reply.body
@@ -114,7 +120,7 @@ def test_a_setsid_child_dies_with_its_environment(tmp_path: Path, fault: str) ->
 
 
 def test_shutdown_leaves_no_process_directory_or_cgroup(tmp_path: Path) -> None:
-    r = rie(*PY_RUNTIME).start()
+    r = rie(*PY_RUNTIME, env=files(tmp_path)).start()
     child, reply = spawned(tmp_path, r, {"n": 1})
     assert reply.status == 200 and not gone(child)
     assert leftovers(r.proc.pid)  # type: ignore[union-attr]
@@ -125,7 +131,7 @@ def test_shutdown_leaves_no_process_directory_or_cgroup(tmp_path: Path) -> None:
 
 
 def test_what_a_killed_rie_left_is_swept_by_the_next_one(tmp_path: Path) -> None:
-    r = rie(*PY_RUNTIME).start()
+    r = rie(*PY_RUNTIME, env=files(tmp_path)).start()
     child, reply = spawned(tmp_path, r, {"n": 1})
     runtime = reply.json()["pid"]  # type: ignore[index]
     assert isinstance(runtime, int)
@@ -148,8 +154,9 @@ def test_a_setsid_child_started_at_init_dies_with_its_environment(tmp_path: Path
     # the runtime's first act is to start a child in a session of its own: it must already be in
     # the runtime's cgroup by then
     pidfile = tmp_path / "child"
-    script = f'setsid sleep 60 & echo $! > {pidfile}; exec "$0" -m runtime'
-    with rie(*PY_RUNTIME, "--timeout", "1", "--", "sh", "-c", script, sys.executable) as r:
+    script = 'setsid sleep 60 & echo $! > "$PIDFILE"; exec "$0" -m runtime'
+    flags = ("--timeout", "1", "--", "sh", "-c", script, sys.executable)
+    with rie(*PY_RUNTIME, *flags, env={"PIDFILE": str(pidfile)}) as r:
         reply = r.invoke({"action": "sleep", "s": 30})
         assert reply.header("X-Amz-Function-Error") == "Unhandled", reply.body
         child = int(pidfile.read_text())

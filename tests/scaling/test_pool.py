@@ -3,9 +3,12 @@ provisioned concurrency, Event retries and managed-instances mode, all through r
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,7 +60,8 @@ def init_reports(r: RieProcess, after: object = None) -> int:
 def test_parallel_invokes_run_in_parallel_environments() -> None:
     with rie(*PY_RUNTIME) as r:
         start = time.monotonic()
-        results = parallel(r, [{"action": "sleep", "s": 1.0, "n": i} for i in range(4)])
+        events = [{"action": "sleep", "s": 1.0, "n": i, "mark": True} for i in range(4)]
+        results = parallel(r, events)
         elapsed = time.monotonic() - start
         # four one-second sleeps at once: together far less than the four seconds in a row
         assert elapsed < 3.5, elapsed
@@ -67,8 +71,12 @@ def test_parallel_invokes_run_in_parallel_environments() -> None:
         assert len({res["stream"] for res in results}) == 4
         for res in results:
             r.wait_for(re.escape(f"REPORT RequestId: {res['request_id']}"), 10)
-        tmpdirs = {str(res["tmpdir"]) for res in results}
-        assert len(tmpdirs) == 4 and all(Path(t).is_dir() for t in tmpdirs)
+        # each environment has a TMPDIR of its own (under the sandbox, its own /tmp), made by
+        # rie in the machine's temporary directory
+        assert all(res["marks"] == [f"mark-{res['pid']}"] for res in results), results
+        assert r.proc is not None
+        tmpdirs = glob.glob(os.path.join(tempfile.gettempdir(), f"rie-{r.proc.pid}-*"))
+        assert len(tmpdirs) == 4
         assert init_reports(r) == 4
         # warm reuse: the next invokes, one at a time, init nothing and land on the most recently used
         warm = [invoke_json(r, {"n": i}) for i in range(5)]
@@ -158,7 +166,12 @@ def test_provisioned_environments_answer_the_first_invoke_warm() -> None:
 def test_event_invokes_retry_then_write_a_failure_record(tmp_path: Path) -> None:
     failures = tmp_path / "failures.jsonl"
     marker = tmp_path / "attempts"
-    with rie(*PY_RUNTIME, "--event-retry-delay", "0.2", "--event-failure-file", str(failures)) as r:
+    # the function's settings name the directory it writes its marker in: under the sandbox it
+    # stays reachable there, writable (docs/resources.md)
+    with rie(
+        *PY_RUNTIME, "--event-retry-delay", "0.2", "--event-failure-file", str(failures),
+        env={"MARKERS": str(tmp_path)},
+    ) as r:  # fmt: skip
         reply = r.invoke(
             {"action": "fail", "marker": str(marker)}, headers={"X-Amz-Invocation-Type": "Event"}
         )
@@ -302,9 +315,11 @@ def test_a_provisioned_environment_whose_init_fails_does_not_restart_in_a_loop(
 ) -> None:
     starts = tmp_path / "starts"
     bootstrap = tmp_path / "bootstrap"
-    bootstrap.write_text(f"#!/bin/sh\necho started >> {starts}\nexit 1\n")
+    # under the sandbox the bootstrap's directory is kept read-only unless a variable of the
+    # function names a path there (docs/resources.md)
+    bootstrap.write_text('#!/bin/sh\necho started >> "$STARTS"\nexit 1\n')
     bootstrap.chmod(0o755)
-    with rie("--provisioned", "1", "--", str(bootstrap)) as r:
+    with rie("--provisioned", "1", "--", str(bootstrap), env={"STARTS": str(starts)}) as r:
         time.sleep(1.0)
         assert starts.read_text().count("started") == 1
         reply = r.invoke({})
