@@ -97,6 +97,8 @@ def _wire_error(status: int, message: str, error_type: str) -> RieError:
 RawHeaders = tuple[tuple[str, str], ...]
 # what a parsed head leaves to be copied into each Request made from the same bytes
 _Head = tuple[str, str, dict[str, str], bool, "int | None", str, str, RawHeaders]
+# a head's header fields alone (all but its request line): lower-cased fields, length, fields as sent
+_Fields = tuple[dict[str, str], "int | None", RawHeaders]
 
 
 @dataclass(slots=True)
@@ -122,6 +124,10 @@ class Dialect:
     # heads parsed already, by their bytes: a runtime's `next` is the same every time, and so
     # is a client's request in a loop (bounded: emptied when full)
     heads: dict[bytes, _Head] = field(default_factory=dict)
+    # the same for the header fields alone, for heads whose request line changes every time (the
+    # runtime's `response` names its request id; a front's path its parameters): only the request
+    # line is parsed then
+    fields: dict[bytes, _Fields] = field(default_factory=dict)
 
 
 RUNTIME_DIALECT = Dialect()
@@ -225,21 +231,61 @@ def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
     if known is not None:
         method, path, headers, keep_alive, length, version, query, raw = known
         return Request(method, path, headers.copy(), keep_alive, length, version, query, raw)
+    line_end = head.find(b"\r\n")
+    if line_end < 0 or len(head) > HEAD_CACHE_BYTES:
+        return _parse_head(head, dialect)
+    block = head[line_end:]
+    fields = dialect.fields.get(block)
+    if fields is not None:
+        # these header fields passed a whole parse in this dialect: only the line is new
+        return _with_fields(head[:line_end], fields, dialect)
     req = _parse_head(head, dialect)
-    if len(head) <= HEAD_CACHE_BYTES:
-        if len(heads) >= HEAD_CACHE_SIZE:
-            heads.clear()
-        heads[head] = (
-            req.method,
-            req.path,
-            req.headers.copy(),
-            req.keep_alive,
-            req.length,
-            req.version,
-            req.query,
-            req.raw,
-        )
+    if len(dialect.fields) >= HEAD_CACHE_SIZE:
+        dialect.fields.clear()
+    dialect.fields[block] = (req.headers.copy(), req.length, req.raw)
+    if len(heads) >= HEAD_CACHE_SIZE:
+        heads.clear()
+    heads[head] = (
+        req.method,
+        req.path,
+        req.headers.copy(),
+        req.keep_alive,
+        req.length,
+        req.version,
+        req.query,
+        req.raw,
+    )
     return req
+
+
+def _with_fields(line: bytes, fields: _Fields, dialect: Dialect) -> Request:
+    """A request from its request line and header fields parsed before: the checks and the
+    outcome of `_parse_head`, in its order, for what the line alone decides."""
+    request_line = line.decode("latin-1")
+    if _BAD_BYTE.search(request_line) is not None:
+        raise BadRequest("a control character in the request head")
+    line_limit = dialect.line_limit
+    if len(request_line) > line_limit:
+        raise BadRequest(f"the request line is over {line_limit} bytes", 431)
+    try:
+        method, target, version = request_line.split(" ")
+    except ValueError:
+        raise BadRequest("malformed request line") from None
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        raise BadRequest("unsupported HTTP version")
+    if not target or _TOKEN.fullmatch(method) is None:
+        raise BadRequest("malformed request line")
+    known, length, raw = fields
+    headers = known.copy()
+    connection = headers.get("connection", "").lower()
+    if version == "HTTP/1.1":
+        keep_alive = "close" not in connection
+        if dialect.need_host and "host" not in headers:
+            raise BadRequest("no Host header")
+    else:
+        keep_alive = "keep-alive" in connection
+    path, _, query = target.partition("?")
+    return Request(method, path, headers, keep_alive, length, version, query, raw)
 
 
 def _parse_head(head: bytes, dialect: Dialect) -> Request:
