@@ -95,13 +95,21 @@ class Sink:
             self.flush()
         elif not self._scheduled:
             try:
-                asyncio.get_running_loop().call_later(self.FLUSH_AFTER_S, self.flush)
+                asyncio.get_running_loop().call_later(self.FLUSH_AFTER_S, self._timed_flush)
                 self._scheduled = True
             except RuntimeError:  # no loop (start-up, shutdown): write at once
                 self.flush()
 
-    def flush(self) -> None:
+    def _timed_flush(self) -> None:
+        # the one timer pending stays pending through flushes in between (an environment's after
+        # each REPORT): lines written meanwhile still go out within FLUSH_AFTER_S, and a stream
+        # of short invocations costs one timer every FLUSH_AFTER_S, not one per invocation
         self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
         view = memoryview(self._pending)
         while view:
             try:
