@@ -58,6 +58,18 @@ REASONS = {
 }
 
 
+_STATUS_LINES: dict[int, str] = {}  # "HTTP/1.1 200 OK\r\n" by status: one per answer
+
+
+def status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason(status)}\r\n"
+        if len(_STATUS_LINES) < 128:  # a function may answer with any status
+            _STATUS_LINES[status] = line
+    return line
+
+
 def reason(status: int) -> str:
     """The reason phrase of `status` (a front answers with whatever status its function gives)."""
     phrase = REASONS.get(status)
@@ -480,7 +492,8 @@ class Connection(asyncio.Protocol):
         ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
         # a 204 has no body, and says nothing of its length (RFC 9110, 8.6)
         length = "" if status == 204 else f"Content-Length: {len(body)}\r\n"
-        head = f"HTTP/1.1 {status} {reason(status)}\r\n{ct}{length}{headers}"
+        line = _STATUS_LINES.get(status) or status_line(status)
+        head = f"{line}{ct}{length}{headers}"
         if close:
             head += "Connection: close\r\n"
         if head_only:
@@ -509,10 +522,9 @@ class Connection(asyncio.Protocol):
         """Start a chunked answer to the parked request (`headers` and `encoding` as in `send`,
         the Content-Type line included); `write_chunk` and `end_stream` follow."""
         close = "" if self._parked is None or self._parked.keep_alive else "Connection: close\r\n"
-        head = (
-            f"HTTP/1.1 {status} {reason(status)}\r\n{headers}"
-            f"Transfer-Encoding: chunked\r\n{close}\r\n"
-        ).encode(encoding)  # rendered first: if it cannot be, nothing has begun
+        head = (f"{status_line(status)}{headers}Transfer-Encoding: chunked\r\n{close}\r\n").encode(
+            encoding
+        )  # rendered first: if it cannot be, nothing has begun
         self._streaming = True
         self._write(head)
 

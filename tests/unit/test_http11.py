@@ -457,3 +457,9 @@ def test_the_fields_cache_is_bounded() -> None:
         http11.parse_head(f"GET /{i} HTTP/1.1\r\nX-N: {i}".encode(), d)
     assert len(d.fields) <= http11.HEAD_CACHE_SIZE
     assert len(d.heads) <= http11.HEAD_CACHE_SIZE
+
+
+@pytest.mark.parametrize("status", [200, 202, 204, 418, 299, 999])
+def test_a_status_line_names_its_reason(status: int) -> None:
+    assert http11.status_line(status) == f"HTTP/1.1 {status} {http11.reason(status)}\r\n"
+    assert http11.status_line(status) == http11.status_line(status)
