@@ -169,14 +169,21 @@ class Pool:
 
     def _pick(self) -> Environment | None:
         """A warm environment with a free slot, most recently used first (so others can retire)."""
+        # (ready, last_used) compared field by field: no tuple per environment, once per invoke
         best: Environment | None = None
-        best_key = (False, 0.0)
+        best_ready, best_used = False, 0.0
+        stale = self._stale
+        ready_state = EnvState.READY
         for env in self.envs:
-            if env.free_slots <= 0 or (self._stale and env in self._stale):
+            if env.free_slots <= 0 or (stale and env in stale):
                 continue
-            key = (env.state is EnvState.READY, env.last_used)
-            if best is None or key > best_key:
-                best, best_key = env, key
+            ready = env.state is ready_state
+            if (
+                best is None
+                or ready > best_ready
+                or (ready == best_ready and env.last_used > best_used)
+            ):
+                best, best_ready, best_used = env, ready, env.last_used
         return best
 
     def _counted(self) -> int:

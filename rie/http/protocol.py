@@ -58,6 +58,18 @@ REASONS = {
 }
 
 
+_STATUS_LINES: dict[int, str] = {}  # "HTTP/1.1 200 OK\r\n" by status: one per answer
+
+
+def status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = f"HTTP/1.1 {status} {reason(status)}\r\n"
+        if len(_STATUS_LINES) < 128:  # a function may answer with any status
+            _STATUS_LINES[status] = line
+    return line
+
+
 def reason(status: int) -> str:
     """The reason phrase of `status` (a front answers with whatever status its function gives)."""
     phrase = REASONS.get(status)
@@ -97,6 +109,8 @@ def _wire_error(status: int, message: str, error_type: str) -> RieError:
 RawHeaders = tuple[tuple[str, str], ...]
 # what a parsed head leaves to be copied into each Request made from the same bytes
 _Head = tuple[str, str, dict[str, str], bool, "int | None", str, str, RawHeaders]
+# a head's header fields alone (all but its request line): lower-cased fields, length, fields as sent
+_Fields = tuple[dict[str, str], "int | None", RawHeaders]
 
 
 @dataclass(slots=True)
@@ -122,6 +136,10 @@ class Dialect:
     # heads parsed already, by their bytes: a runtime's `next` is the same every time, and so
     # is a client's request in a loop (bounded: emptied when full)
     heads: dict[bytes, _Head] = field(default_factory=dict)
+    # the same for the header fields alone, for heads whose request line changes every time (the
+    # runtime's `response` names its request id; a front's path its parameters): only the request
+    # line is parsed then
+    fields: dict[bytes, _Fields] = field(default_factory=dict)
 
 
 RUNTIME_DIALECT = Dialect()
@@ -225,21 +243,61 @@ def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
     if known is not None:
         method, path, headers, keep_alive, length, version, query, raw = known
         return Request(method, path, headers.copy(), keep_alive, length, version, query, raw)
+    line_end = head.find(b"\r\n")
+    if line_end < 0 or len(head) > HEAD_CACHE_BYTES:
+        return _parse_head(head, dialect)
+    block = head[line_end:]
+    fields = dialect.fields.get(block)
+    if fields is not None:
+        # these header fields passed a whole parse in this dialect: only the line is new
+        return _with_fields(head[:line_end], fields, dialect)
     req = _parse_head(head, dialect)
-    if len(head) <= HEAD_CACHE_BYTES:
-        if len(heads) >= HEAD_CACHE_SIZE:
-            heads.clear()
-        heads[head] = (
-            req.method,
-            req.path,
-            req.headers.copy(),
-            req.keep_alive,
-            req.length,
-            req.version,
-            req.query,
-            req.raw,
-        )
+    if len(dialect.fields) >= HEAD_CACHE_SIZE:
+        dialect.fields.clear()
+    dialect.fields[block] = (req.headers.copy(), req.length, req.raw)
+    if len(heads) >= HEAD_CACHE_SIZE:
+        heads.clear()
+    heads[head] = (
+        req.method,
+        req.path,
+        req.headers.copy(),
+        req.keep_alive,
+        req.length,
+        req.version,
+        req.query,
+        req.raw,
+    )
     return req
+
+
+def _with_fields(line: bytes, fields: _Fields, dialect: Dialect) -> Request:
+    """A request from its request line and header fields parsed before: the checks and the
+    outcome of `_parse_head`, in its order, for what the line alone decides."""
+    request_line = line.decode("latin-1")
+    if _BAD_BYTE.search(request_line) is not None:
+        raise BadRequest("a control character in the request head")
+    line_limit = dialect.line_limit
+    if len(request_line) > line_limit:
+        raise BadRequest(f"the request line is over {line_limit} bytes", 431)
+    try:
+        method, target, version = request_line.split(" ")
+    except ValueError:
+        raise BadRequest("malformed request line") from None
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
+        raise BadRequest("unsupported HTTP version")
+    if not target or _TOKEN.fullmatch(method) is None:
+        raise BadRequest("malformed request line")
+    known, length, raw = fields
+    headers = known.copy()
+    connection = headers.get("connection", "").lower()
+    if version == "HTTP/1.1":
+        keep_alive = "close" not in connection
+        if dialect.need_host and "host" not in headers:
+            raise BadRequest("no Host header")
+    else:
+        keep_alive = "keep-alive" in connection
+    path, _, query = target.partition("?")
+    return Request(method, path, headers, keep_alive, length, version, query, raw)
 
 
 def _parse_head(head: bytes, dialect: Dialect) -> Request:
@@ -434,7 +492,8 @@ class Connection(asyncio.Protocol):
         ct = "" if content_type is None else f"Content-Type: {content_type}\r\n"
         # a 204 has no body, and says nothing of its length (RFC 9110, 8.6)
         length = "" if status == 204 else f"Content-Length: {len(body)}\r\n"
-        head = f"HTTP/1.1 {status} {reason(status)}\r\n{ct}{length}{headers}"
+        line = _STATUS_LINES.get(status) or status_line(status)
+        head = f"{line}{ct}{length}{headers}"
         if close:
             head += "Connection: close\r\n"
         if head_only:
@@ -463,10 +522,9 @@ class Connection(asyncio.Protocol):
         """Start a chunked answer to the parked request (`headers` and `encoding` as in `send`,
         the Content-Type line included); `write_chunk` and `end_stream` follow."""
         close = "" if self._parked is None or self._parked.keep_alive else "Connection: close\r\n"
-        head = (
-            f"HTTP/1.1 {status} {reason(status)}\r\n{headers}"
-            f"Transfer-Encoding: chunked\r\n{close}\r\n"
-        ).encode(encoding)  # rendered first: if it cannot be, nothing has begun
+        head = (f"{status_line(status)}{headers}Transfer-Encoding: chunked\r\n{close}\r\n").encode(
+            encoding
+        )  # rendered first: if it cannot be, nothing has begun
         self._streaming = True
         self._write(head)
 

@@ -171,7 +171,7 @@ class Environment:
     def free_slots(self) -> int:
         if self.state in (EnvState.RETIRED, EnvState.RESETTING) or self._held:
             return 0
-        return self.capacity - self.used_slots
+        return self.capacity - len(self.queued) - len(self.running)  # asked of every env per pick
 
     @property
     def idle(self) -> bool:

@@ -271,13 +271,15 @@ class Process:
         """The peak memory of the process group, as well as this machine lets us know it: the
         highest figure measured so far (a process that is gone has none left in /proc, but its
         exit status came with the peak of it and of the children it waited for)."""
-        leader = max(_status_kb(self.pid, b"VmHWM:") * 1024, getattr(self._proc, "max_rss", 0))
         peak = self._cgroup.peak_bytes() if self._cgroup is not None else None
         if peak is not None and self._cgroup is not None and "memory" in self._cgroup.enforced:
             # a group with the sandbox's limit holds the figure Lambda reports: a process's RSS
-            # also counts shared pages charged elsewhere (the interpreter's), and can exceed it
-            used = peak
-        elif peak is not None:
+            # also counts shared pages charged elsewhere (the interpreter's), and can exceed it;
+            # the leader's own figure is not read then (one file read per sample, not two)
+            self._peak_bytes = max(self._peak_bytes, peak)
+            return self._peak_bytes
+        leader = max(_status_kb(self.pid, b"VmHWM:") * 1024, getattr(self._proc, "max_rss", 0))
+        if peak is not None:
             used = max(peak, leader)
         else:
             children = _descendants(self.pid) if self.returncode is None else ()

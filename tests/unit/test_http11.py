@@ -388,3 +388,78 @@ def test_a_refused_body_past_the_discard_limit_closes_the_connection_cleanly(
     assert closed(s)
     srv.soon(lambda: None)  # the server's loop has run past it
     assert not errors, errors
+
+
+def _uncached(head: bytes, dialect: http11.Dialect) -> Request | str:
+    try:
+        return http11._parse_head(head, dialect)
+    except http11.BadRequest as exc:
+        return f"{exc.status} {exc}"
+
+
+def _cached(head: bytes, dialect: http11.Dialect) -> Request | str:
+    try:
+        return http11.parse_head(head, dialect)
+    except http11.BadRequest as exc:
+        return f"{exc.status} {exc}"
+
+
+FIELDS = b"\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"POST /2018-06-01/runtime/invocation/0f3c-2/response HTTP/1.1",
+        b"POST /2018-06-01/runtime/invocation/9a1d-7/error?x=1 HTTP/1.1",
+        b"GET /a HTTP/1.0",
+        b"GET /a\nb HTTP/1.1",  # a bare line feed in the line
+        b"GET  /a HTTP/1.1",  # malformed
+        b"GET /a HTTP/2.0",  # unsupported version
+        b"G@T /a HTTP/1.1",  # not a token
+        b"GET /" + b"a" * 300 + b" HTTP/1.1",  # over a strict dialect's line limit
+    ],
+)
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_head_whose_fields_were_parsed_before_parses_as_a_fresh_one(
+    line: bytes, strict: bool
+) -> None:
+    def dialect() -> http11.Dialect:
+        return http11.Dialect(line_limit=200, need_host=True) if strict else http11.Dialect()
+
+    warm = dialect()
+    assert isinstance(_cached(b"POST /first HTTP/1.1" + FIELDS, warm), Request)
+    assert FIELDS in warm.fields  # the next head with these fields parses its line alone
+    for d in (warm, dialect()):
+        got, want = _cached(line + FIELDS, d), _uncached(line + FIELDS, dialect())
+        assert got == want
+    # the cached fields are copies: trailers added to one request reach no other
+    first = _cached(b"POST /a HTTP/1.1" + FIELDS, warm)
+    assert isinstance(first, Request)
+    first.headers["x-trailer"] = "1"
+    second = _cached(b"POST /b HTTP/1.1" + FIELDS, warm)
+    assert isinstance(second, Request) and "x-trailer" not in second.headers
+
+
+def test_cached_fields_without_host_still_fail_an_http11_line_that_needs_one() -> None:
+    d = http11.Dialect(need_host=True)
+    assert isinstance(_cached(b"GET /a HTTP/1.0\r\nAccept: */*", d), Request)
+    assert _cached(b"GET /b HTTP/1.1\r\nAccept: */*", d) == "400 no Host header"
+    keep = _cached(b"GET /c HTTP/1.0\r\nConnection: keep-alive", d)
+    assert isinstance(keep, Request) and keep.keep_alive
+    again = _cached(b"GET /d HTTP/1.1\r\nConnection: keep-alive", http11.Dialect())
+    assert isinstance(again, Request) and again.keep_alive
+
+
+def test_the_fields_cache_is_bounded() -> None:
+    d = http11.Dialect()
+    for i in range(3 * http11.HEAD_CACHE_SIZE):
+        http11.parse_head(f"GET /{i} HTTP/1.1\r\nX-N: {i}".encode(), d)
+    assert len(d.fields) <= http11.HEAD_CACHE_SIZE
+    assert len(d.heads) <= http11.HEAD_CACHE_SIZE
+
+
+@pytest.mark.parametrize("status", [200, 202, 204, 418, 299, 999])
+def test_a_status_line_names_its_reason(status: int) -> None:
+    assert http11.status_line(status) == f"HTTP/1.1 {status} {http11.reason(status)}\r\n"
+    assert http11.status_line(status) == http11.status_line(status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -210,3 +211,36 @@ def test_a_prefixed_sink_prefixes_every_line_once(tmp_path) -> None:  # type: ig
             prefixed.write(part)
         sink.flush()
     assert out.read_bytes() == b"[fn] one\n[fn] two\n[fn] three\n[fn] four\n"
+
+
+def test_the_sink_keeps_one_timer_through_direct_flushes_and_still_writes_late_lines(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    out = tmp_path / "log"
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        timers = []
+        call_later = loop.call_later
+
+        def counting(delay, callback, *args):  # type: ignore[no-untyped-def]
+            if isinstance(getattr(callback, "__self__", None), Sink):  # not asyncio.sleep's
+                timers.append(callback)
+            return call_later(delay, callback, *args)
+
+        loop.call_later = counting  # type: ignore[method-assign]
+        with out.open("wb") as f:
+            sink = Sink(fd=f.fileno())
+            sink.FLUSH_AFTER_S = 1.0  # type: ignore[misc]  # (an instance's: the test's pace)
+            for i in range(5):
+                sink.write(b"%d\n" % i)
+                sink.flush()  # as an environment does after each REPORT
+            sink.write(b"late\n")  # no flush of its own: the pending timer writes it
+            for _ in range(1000):
+                if out.read_bytes().endswith(b"late\n"):
+                    break
+                await asyncio.sleep(0.01)
+        assert out.read_bytes() == b"0\n1\n2\n3\n4\nlate\n"
+        return len(timers)
+
+    assert asyncio.run(main()) == 1
