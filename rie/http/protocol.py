@@ -270,12 +270,8 @@ def parse_head(head: bytes, dialect: Dialect = RUNTIME_DIALECT) -> Request:
     return req
 
 
-def _with_fields(line: bytes, fields: _Fields, dialect: Dialect) -> Request:
-    """A request from its request line and header fields parsed before: the checks and the
-    outcome of `_parse_head`, in its order, for what the line alone decides."""
-    request_line = line.decode("latin-1")
-    if _BAD_BYTE.search(request_line) is not None:
-        raise BadRequest("a control character in the request head")
+def _request_line(request_line: str, dialect: Dialect) -> tuple[str, str, str]:
+    """Method, target and version of a request line, or the BadRequest it deserves."""
     line_limit = dialect.line_limit
     if len(request_line) > line_limit:
         raise BadRequest(f"the request line is over {line_limit} bytes", 431)
@@ -287,6 +283,16 @@ def _with_fields(line: bytes, fields: _Fields, dialect: Dialect) -> Request:
         raise BadRequest("unsupported HTTP version")
     if not target or _TOKEN.fullmatch(method) is None:
         raise BadRequest("malformed request line")
+    return method, target, version
+
+
+def _with_fields(line: bytes, fields: _Fields, dialect: Dialect) -> Request:
+    """A request from its request line and header fields parsed before: the checks and the
+    outcome of `_parse_head`, in its order, for what the line alone decides."""
+    request_line = line.decode("latin-1")
+    if _BAD_BYTE.search(request_line) is not None:
+        raise BadRequest("a control character in the request head")
+    method, target, version = _request_line(request_line, dialect)
     known, length, raw = fields
     headers = known.copy()
     connection = headers.get("connection", "").lower()
@@ -307,17 +313,8 @@ def _parse_head(head: bytes, dialect: Dialect) -> Request:
     request_line, *header_lines = text.split("\r\n")
     if len(header_lines) > dialect.max_headers:
         raise BadRequest(f"more than {dialect.max_headers} header fields", 431)
+    method, target, version = _request_line(request_line, dialect)
     line_limit = dialect.line_limit
-    if len(request_line) > line_limit:
-        raise BadRequest(f"the request line is over {line_limit} bytes", 431)
-    try:
-        method, target, version = request_line.split(" ")
-    except ValueError:
-        raise BadRequest("malformed request line") from None
-    if version != "HTTP/1.1" and version != "HTTP/1.0":
-        raise BadRequest("unsupported HTTP version")
-    if not target or _TOKEN.fullmatch(method) is None:
-        raise BadRequest("malformed request line")
     headers: dict[str, str] = {}
     names = _names
     raw: list[tuple[str, str]] | None = [] if dialect.raw_headers else None

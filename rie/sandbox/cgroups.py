@@ -23,7 +23,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 _V1_EXTRA = ("cpu", "pids")  # the v1 hierarchies a runtime joins besides memory
 
 
-def _own_paths() -> dict[str, str]:
+def own_paths() -> dict[str, str]:
     """This process's cgroup path per v1 controller ("" for the v2 hierarchy)."""
     paths: dict[str, str] = {}
     try:
@@ -56,7 +56,7 @@ def v1_bases() -> dict[str, str | None]:
     """The cpu and pids bases on a v1 machine (decided once)."""
     global _v1_bases
     if _v1_bases is None:
-        own = _own_paths()
+        own = own_paths()
         _v1_bases = {c: _v1_base(c, own) for c in _V1_EXTRA}
     return _v1_bases
 

@@ -499,18 +499,11 @@ class MemoryCgroup:
 
     @classmethod
     def _find_base(cls) -> str | None:
-        try:
-            with open("/proc/self/cgroup", encoding="ascii") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return None
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
-            if "memory" in controllers.split(","):
-                return "/sys/fs/cgroup/memory" + path.rstrip("/")
-        for line in lines:
-            if line.startswith("0::"):
-                return "/sys/fs/cgroup" + line[3:].rstrip("/")
+        own = cgroups.own_paths()
+        if "memory" in own:
+            return f"{cgroups.CGROUP_ROOT}/memory{own['memory']}"
+        if "" in own:  # the v2 hierarchy
+            return cgroups.CGROUP_ROOT + own[""]
         return None
 
     @classmethod
