@@ -47,7 +47,16 @@ APPEARS_WITHIN_S = 2.0  # an invocation made elsewhere shows on the page within 
 
 
 @pytest.fixture(scope="module")
-def rie_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LambdaFunction, str]]:
+def gates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests open gates for the functions: named in their environment, so that it stays
+    reachable from inside the sandbox's private /tmp."""
+    return tmp_path_factory.mktemp("gates")
+
+
+@pytest.fixture(scope="module")
+def rie_dashboard(
+    tmp_path_factory: pytest.TempPathFactory, gates: Path
+) -> Iterator[tuple[LambdaFunction, str]]:
     tmp = tmp_path_factory.mktemp("dashboard")
     config = tmp / "rie.toml"
     config.write_text(
@@ -66,6 +75,7 @@ memory = 512
 [functions.slow]
 handler = "slow_init.handler"
 task_root = "{FIX}"
+env = {{ GATES = "{gates}" }}
 """
     )
     fn = LambdaFunction(["--config", str(config), "--dashboard", "127.0.0.1:0"], name="orders")
@@ -252,10 +262,10 @@ def test_a_function_error_a_timeout_a_throttle_and_a_cold_start_show_as_such(
 
 
 def test_an_environments_state_changes_are_visible_during_a_slow_invocation(
-    rie_dashboard: tuple[LambdaFunction, str], browser: Any, tmp_path: Path
+    rie_dashboard: tuple[LambdaFunction, str], browser: Any, gates: Path
 ) -> None:
     fn, _ = rie_dashboard
-    gate = tmp_path / "gate"
+    gate = gates / "slow-invocation"
     seen: list[str] = []
 
     def state_is(wanted: str) -> Callable[[Any], bool]:

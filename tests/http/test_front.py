@@ -285,7 +285,8 @@ def test_twenty_concurrent_requests_answered_once_each() -> None:
 
 def test_clients_at_once_run_in_several_environments(tmp_path: Path) -> None:
     flag = tmp_path / "go"
-    with front("--max-concurrency", "3") as r:
+    # the directory is named in the function's environment: the sandbox keeps it reachable
+    with front("--max-concurrency", "3", env={"FLAGS": str(tmp_path)}) as r:
         f = Front(r)
 
         async def three() -> list[str]:
@@ -303,6 +304,7 @@ def test_clients_at_once_run_in_several_environments(tmp_path: Path) -> None:
                 return await asyncio.gather(*tasks)
 
         pids = asyncio.run(three())
+        assert all(pid.isdigit() for pid in pids), pids  # each saw the flag
         assert len(set(pids)) == 3
 
 
