@@ -553,8 +553,8 @@ def _env_number(
 
 
 def _sandbox_mode(flag: str | None, env: Mapping[str, str]) -> str:
-    """--sandbox, else RIE_SANDBOX (a test suite that trades files with its functions through
-    the machine's /tmp can set it to off), else lambda."""
+    """--sandbox, else RIE_SANDBOX (one switch for every rie a script or suite starts), else
+    lambda."""
     if flag:
         return flag
     value = env.get("RIE_SANDBOX", "").strip().lower() or "lambda"
