@@ -25,10 +25,13 @@ def test_environ_raw_requests_log_marks_and_a_complete_stop() -> None:
         metrics = fn.request("GET", "/metrics")
         assert b'rie_invocations_total{function="test_function"' in metrics.body
 
+        # the first invocation's REPORT is read (rie wrote it before answering; the harness reads
+        # rie's output on a thread of its own), so a mark taken now is after it
+        fn.wait_for_log(f"REPORT RequestId: {reply.header('X-Amzn-RequestId')}")
         mark = len(fn.log_lines)
         second = fn.invoke({"name": "again"})
         m = fn.wait_for_log(r"REPORT RequestId: (\S+)", start=mark)
-        assert m.group(1) == second.request_id  # the first REPORT is before the mark
+        assert m.group(1) == second.request_id
         # rie runs with the variables given (its runtimes inherit its environment)
         with open(f"/proc/{fn.process.pid}/environ", "rb") as f:
             assert b"PYRIE_HARNESS_CHECK=from-rie" in f.read().split(b"\0")
