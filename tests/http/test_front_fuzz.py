@@ -23,6 +23,7 @@ import pytest
 from tests.helpers import rie
 from tests.http.conftest import FIX, PY, Front, front
 from tests.http.rawhttp import Answer, Conn, Malformed, request
+from tests.rie.test_invoke_fuzz import assemble, flip  # the same wire-level mutations
 
 SEED = int(os.environ.get("PYRIE_FUZZ_SEED", "20261207"))
 BUDGET_S = 4.0  # each fuzz stops here, whatever it reached
@@ -58,24 +59,13 @@ def _valid(rng: random.Random) -> tuple[bytes, list[bytes], bytes]:
     return line + b" HTTP/1.1", headers, body
 
 
-def _assemble(line: bytes, headers: list[bytes], body: bytes) -> bytes:
-    return line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
-
-
-def _flip(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 6)):
-        out[rng.randrange(len(out))] = rng.randrange(256)
-    return bytes(out)
-
-
 def mutate(rng: random.Random) -> bytes:
     line, headers, body = _valid(rng)
     kind = rng.randrange(12)
     if kind == 0:
         pass
     elif kind == 1:  # flipped bytes anywhere
-        return _flip(rng, _assemble(line, headers, body))
+        return flip(rng, assemble(line, headers, body))
     elif kind == 2:  # a header dropped or duplicated
         i = rng.randrange(len(headers))
         if rng.random() < 0.5:
@@ -91,7 +81,7 @@ def mutate(rng: random.Random) -> bytes:
         size = rng.choice([b"%x" % len(body), b"zz", b"fffffffffff", b""])
         body = size + b"\r\n" + body + rng.choice([b"\r\n0\r\n\r\n", b"\r\n", b"XY"])
     elif kind == 5:  # truncated anywhere
-        return _assemble(line, headers, body)[: rng.randrange(1, len(body) + 120)]
+        return assemble(line, headers, body)[: rng.randrange(1, len(body) + 120)]
     elif kind == 6:  # a huge or strange header
         headers.insert(
             1,
@@ -129,7 +119,7 @@ def mutate(rng: random.Random) -> bytes:
         headers[2] = b"Content-Length: %d" % rng.choice([6 * 1024 * 1024 + 1, 11 * 1024 * 1024])
     else:  # random garbage
         return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
-    return _assemble(line, headers, body)
+    return assemble(line, headers, body)
 
 
 def _answers(data: bytes) -> list[Answer]:

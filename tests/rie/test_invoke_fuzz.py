@@ -48,7 +48,7 @@ def assemble(line: bytes, headers: list[bytes], body: bytes) -> bytes:
     return line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
 
 
-def _flip(rng: random.Random, data: bytes) -> bytes:
+def flip(rng: random.Random, data: bytes) -> bytes:
     out = bytearray(data)
     for _ in range(rng.randint(1, 6)):
         out[rng.randrange(len(out))] = rng.randrange(256)
@@ -62,7 +62,7 @@ def mutate(rng: random.Random) -> bytes:
     if kind == 0:  # a valid request
         pass
     elif kind == 1:  # flipped bytes anywhere
-        return _flip(rng, assemble(line, headers, body))
+        return flip(rng, assemble(line, headers, body))
     elif kind == 2:  # a header dropped or duplicated
         i = rng.randrange(len(headers))
         if rng.random() < 0.5:
