@@ -225,11 +225,13 @@ def _runtime_pids(fn: LambdaFunction) -> list[int]:
 
 
 @needs_cpu
-def test_cpu_follows_memory_a_cpu_bound_handler_is_138_times_slower_at_128_than_at_1769() -> None:
-    # ~50 ms of CPU work. At 1,769 MB (one whole vCPU) it takes its CPU time when nothing else
-    # runs, as on Lambda; this machine's CPUs may be busy with other work, so the time at
-    # 1,769 MB is the handler's own CPU time, measured there (the least of a few runs), and the
-    # time at 128 MB (7.2 % of a CPU, which a busy machine still gives) is wall time.
+def test_cpu_follows_memory_at_128_mb_a_handler_gets_128_1769ths_of_a_cpu() -> None:
+    # ~50 ms of CPU work. Lambda gives a function memory/1,769 of a vCPU, so at 128 MB the work
+    # takes 1,769/128 = 13.8 times its own CPU time in wall time, and at 1,769 MB about its CPU
+    # time. Each run is measured against its own CPU time: what the same loop costs in CPU varies
+    # between runs (caches, clock speed, neighbours), the share of a CPU the quota grants does not.
+    # This machine's CPUs may be busy with other work, which a 7.2 % share never notices and a
+    # whole CPU only a little, so 1,769 MB only has to stay far from 128 MB's slowdown.
     work = {"kind": "burn", "n": 1_000_000}
     runs: dict[int, list[dict[str, float]]] = {}
     for memory in (1769, 128):
@@ -239,10 +241,12 @@ def test_cpu_follows_memory_a_cpu_bound_handler_is_138_times_slower_at_128_than_
             runs[memory] = [fn.invoke(work).payload for _ in range(3)]  # type: ignore[misc]
         finally:
             fn.stop()
-    at_1769 = min(run["cpu_ms"] for run in runs[1769])
-    at_128 = statistics.median(run["wall_ms"] for run in runs[128])
-    ratio = at_128 / at_1769
-    assert 13.8 * 0.75 <= ratio <= 13.8 * 1.25, (ratio, runs)
+    slowdown = {
+        memory: [run["wall_ms"] / run["cpu_ms"] for run in done] for memory, done in runs.items()
+    }
+    at_128 = statistics.median(slowdown[128])
+    assert 13.8 * 0.75 <= at_128 <= 13.8 * 1.25, (at_128, runs)
+    assert min(slowdown[1769]) < 13.8 / 3, (slowdown[1769], runs)
 
 
 def test_open_files_limit_is_1024() -> None:

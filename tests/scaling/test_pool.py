@@ -257,12 +257,10 @@ def test_managed_instances_mode_runs_several_invocations_in_one_environment(runt
         args = ["--task-root", str(FIXTURES), "--", str(FIXTURES / "concurrent_bootstrap.sh")]
         event = {"x": 1}
     with rie("--max-concurrency", "1", "--per-environment-concurrency", "3", *args) as r:
-        start = time.monotonic()
         results = parallel(r, [event] * 3)
-        elapsed = time.monotonic() - start
-        assert elapsed < 1.4, (
-            f"three 0.5 s invocations overlapped in one environment ({elapsed:.2f} s)"
-        )
+        # all three were sleeping at one moment: the last to start began before the first ended
+        windows = [res["slept"] for res in results]
+        assert max(w[0] for w in windows) < min(w[1] for w in windows), windows
         assert len(wait_reports(r, 3)) == 3
         assert init_reports(r) == 1
         if runtime == "python":
