@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -92,8 +93,12 @@ class LambdaFunction:
         self._http_url: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._lines: list[str] = []
+        self._partial = b""  # the start of a line whose end has not been read yet
         self._eof = False  # the reader saw the end of rie's output
         self._cond = threading.Condition()
+        # held while bytes are taken from rie's stdout and until they are lines: whoever holds it
+        # sees every byte rie wrote before (see _catch_up)
+        self._read_lock = threading.Lock()
 
     # --- life -------------------------------------------------------------------------------
 
@@ -130,13 +135,46 @@ class LambdaFunction:
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         with self._proc.stdout as out:
-            for raw in out:
-                with self._cond:
-                    self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-                    self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+            fd = out.fileno()
+            os.set_blocking(fd, False)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            while True:
+                poller.poll()  # readable, or rie closed its end
+                with self._read_lock:
+                    if self._pump(fd):
+                        return
+
+    def _pump(self, fd: int) -> bool:
+        """Turn what rie's stdout holds right now into lines; True once it has ended. Called with
+        `_read_lock` held."""
+        if self._eof:
+            return True
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return False
+            lines = (self._partial + data).split(b"\n")
+            self._partial = lines.pop() if data else b""
+            if not data and lines[-1] == b"":  # the end: a last line without its newline stays
+                lines.pop()
+            with self._cond:
+                self._lines.extend(raw.decode("utf-8", "replace") for raw in lines)
+                self._eof = not data
+                self._cond.notify_all()
+            if not data:
+                return True
+
+    def _catch_up(self) -> None:
+        """Read whatever rie has written and the reader thread has not taken yet, so a test that
+        looks at the log right after an answer sees every line rie wrote before answering."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return
+        with self._read_lock:
+            if not self._eof and not proc.stdout.closed:
+                self._pump(proc.stdout.fileno())
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """`sig` (SIGTERM: rie answers what is in flight and stops its runtimes), then SIGKILL of
@@ -175,12 +213,14 @@ class LambdaFunction:
     @property
     def logs(self) -> str:
         """Everything rie printed so far: the functions' log lines and rie's own."""
+        self._catch_up()
         with self._cond:
             return "\n".join(self._lines)
 
     @property
     def log_lines(self) -> list[str]:
         """The lines rie printed so far (a copy); `len(fn.log_lines)` marks a point to wait from."""
+        self._catch_up()
         with self._cond:
             return list(self._lines)
 
@@ -191,6 +231,7 @@ class LambdaFunction:
         `timeout` seconds for it. RuntimeError, with rie's output, when none comes."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
+        self._catch_up()
         with self._cond:
             while True:
                 for line in self._lines[start:]:
@@ -201,7 +242,8 @@ class LambdaFunction:
                 if self._eof or left <= 0:
                     what = "rie exited" if self._eof else f"no line matched within {timeout:g} s"
                     raise RuntimeError(
-                        f"{what} waiting for {rx.pattern!r}; rie's output:\n{self.logs}"
+                        f"{what} waiting for {rx.pattern!r}; rie's output:\n"
+                        + "\n".join(self._lines)  # not self.logs: its lock comes before this one
                     )
                 self._cond.wait(min(left, 0.5))
 

@@ -3,7 +3,10 @@ raw requests, waiting for a line from a mark, and a stop that has read rie's out
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
 from rie.testing import LambdaFunction, rie_arguments
 from tests.helpers import REPO
@@ -25,10 +28,11 @@ def test_environ_raw_requests_log_marks_and_a_complete_stop() -> None:
         metrics = fn.request("GET", "/metrics")
         assert b'rie_invocations_total{function="test_function"' in metrics.body
 
-        # the first invocation's REPORT is read (rie wrote it before answering; the harness reads
-        # rie's output on a thread of its own), so a mark taken now is after it
-        fn.wait_for_log(f"REPORT RequestId: {reply.header('X-Amzn-RequestId')}")
-        mark = len(fn.log_lines)
+        # rie writes an invocation's log before it answers, and the harness reads what its reader
+        # thread has not taken yet before it shows the log: a mark taken now is after the REPORT
+        lines = fn.log_lines
+        mark = len(lines)
+        assert f"REPORT RequestId: {reply.header('X-Amzn-RequestId')}" in "\n".join(lines)
         second = fn.invoke({"name": "again"})
         m = fn.wait_for_log(r"REPORT RequestId: (\S+)", start=mark)
         assert m.group(1) == second.request_id
@@ -40,3 +44,27 @@ def test_environ_raw_requests_log_marks_and_a_complete_stop() -> None:
     assert code == 0 and not fn.killed
     # the summary is rie's last line, printed as it exits: stop() returns after reading it
     assert "rie summary: 2 invocations" in fn.log_lines[-1], fn.logs
+
+
+def test_the_log_is_caught_up_from_the_pipe_and_a_last_line_without_newline_is_kept() -> None:
+    # rie's stdout as a pipe nobody else reads (no reader thread: start() is not called), so
+    # every line seen comes from the catch-up that logs, log_lines and wait_for_log do first
+    fn = LambdaFunction([])
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert writer.stdin is not None and writer.stdout is not None
+    fn._proc = writer
+    os.set_blocking(writer.stdout.fileno(), False)
+    try:
+        writer.stdin.write(b"one\ntw")
+        writer.stdin.flush()
+        writer.stdin.close()  # the writer copies what it got, then ends its output
+        writer.wait(10)
+        assert fn.wait_for_log("^tw$").group(0) == "tw"  # the end of output ends the last line
+        assert fn.log_lines == ["one", "tw"]
+        assert fn.logs == "one\ntw"
+    finally:
+        writer.stdout.close()
