@@ -3,9 +3,9 @@
 `python -m benchmarks.ab_trees [--rounds N] [--invokes N] OLD_TREE NEW_TREE` starts each variant
 fresh every round (order reversed every other round, so a busy minute hurts both alike), with the
 `runtime` client and the no-op handler, and measures: launch → "listening" and → first answer
-(lazy init); the emulator's CPU per sequential invoke (schedstat; user and system from
-/proc/PID/stat); the invoke round trip's median; invocations/s and CPU per invoke with 8
-keep-alive callers (`--max-concurrency 8`). Prints each round, then medians and per-round ratios.
+(lazy init), and their difference (the first invoke's cold start); the emulator's CPU per
+sequential invoke (schedstat; user and system from /proc/PID/stat); the invoke round trip's
+median; invocations/s and CPU per invoke with 8 keep-alive callers (`--max-concurrency 8`). Prints each round, then medians and per-round ratios.
 A tree is a checkout of the repository (e.g. `git archive COMMIT | tar -x -C /tmp/old`); the floor
 emulator runs from NEW_TREE.
 """
@@ -30,7 +30,10 @@ from benchmarks.scenarios.concurrency import _level
 from rie.settings.config import RUNTIME_ENTRY
 
 LISTEN = re.compile(rb"Invoke API listening on http://([\d.]+):(\d+)")
-METRICS = ("cpu_us", "user_us", "sys_us", "p50_us", "rate8", "cpu8_us", "listen_ms", "first_ms")
+METRICS = (
+    *("cpu_us", "user_us", "sys_us", "p50_us", "rate8", "cpu8_us", "listen_ms", "first_ms"),
+    "cold_ms",
+)
 
 
 def _launch(tree: str, kind: str) -> tuple[subprocess.Popen[bytes], int, int, int]:
@@ -83,6 +86,7 @@ def measure(tree: str, kind: str, invokes: int) -> dict[str, float]:
         assert status == 200, status
         out["first_ms"] = (time.perf_counter_ns() - t0) / 1e6
         out["listen_ms"] = (listening - t0) / 1e6
+        out["cold_ms"] = out["first_ms"] - out["listen_ms"]  # the first invoke, cold
         harness.timed_invokes(client, 300, b"{}")
         cpu0, (user0, sys0) = harness.cpu_ns(proc.pid), _stat_us(proc.pid)
         samples = harness.timed_invokes(client, invokes, b"{}")

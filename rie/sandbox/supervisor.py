@@ -101,7 +101,7 @@ def _decide_child_setup() -> None:
 
 
 def _child_setup(
-    cgroup_procs: Sequence[str],
+    join_files: Sequence[str],
     nofile: int | None = None,
     fs: namespace.Plan | None = None,
 ) -> Callable[[], None] | None:
@@ -113,18 +113,18 @@ def _child_setup(
     if not _preexec_ok and fs is None:
         return None
     prctl = _prctl
-    if prctl is None and not cgroup_procs and nofile is None and fs is None:
+    if prctl is None and not join_files and nofile is None and fs is None:
         return None
     parent = os.getpid()
     setrlimit = _setrlimit_nofile if nofile is not None else None
     mounts = namespace.child_setup(fs) if fs is not None else None
 
     def preexec() -> None:
-        for procs in cgroup_procs:
+        for path in join_files:  # `tasks` files on v1 (MemoryCgroup.join_files)
             with contextlib.suppress(OSError):  # the emulator adopts it afterwards otherwise
-                fd = os.open(procs, os.O_WRONLY)
+                fd = os.open(path, os.O_WRONLY)
                 try:
-                    os.write(fd, b"0")  # 0: the writing process
+                    os.write(fd, b"0")  # 0: the writing thread (v1 `tasks`) or process
                 finally:
                     os.close(fd)
         if setrlimit is not None and nofile is not None:
@@ -388,7 +388,7 @@ def _child_options(
         "cwd": cwd,
         "start_new_session": True,
         "preexec_fn": _child_setup(
-            cgroup.procs_files if cgroup is not None else (),
+            cgroup.join_files if cgroup is not None else (),
             limits.nofile if limits is not None else None,
             fs,
         ),
@@ -496,6 +496,7 @@ class MemoryCgroup:
         self.extra_groups: list[str] = []  # v1: its cpu and pids groups (rie/sandbox/cgroups.py)
         self.joined: tuple[str, ...] = ()  # v1: its parent's cpu and pids groups, joined too
         self.enforced: set[str] = set()  # the limits written: memory, cpu, pids
+        self._join_files: tuple[str, ...] | None = None  # once the groups above are known
 
     @classmethod
     def _find_base(cls) -> str | None:
@@ -599,6 +600,22 @@ class MemoryCgroup:
         """Every group the runtime joins: memory first (the one that must take)."""
         own = (os.path.join(g, "cgroup.procs") for g in self.extra_groups)
         return (self.procs_file, *own, *self.joined)
+
+    @property
+    def join_files(self) -> tuple[str, ...]:
+        """What a child writes "0" to between fork and exec to join the groups of `procs_files`:
+        a v1 group's `tasks` file. Between fork and exec the child is one thread, so moving that
+        thread moves the whole process; and a thread that moves itself skips the lock a move of a
+        whole process takes, whose first use after a quiet spell waits out an RCU grace period
+        (10-20 ms on each cold start, measured; benchmarks/RESULTS.md). v2 has no such file."""
+        files = self._join_files
+        if files is None:
+            tasks = tuple(os.path.join(os.path.dirname(p), "tasks") for p in self.procs_files)
+            files = tuple(
+                t if os.path.exists(t) else p for t, p in zip(tasks, self.procs_files, strict=True)
+            )
+            self._join_files = files
+        return files
 
     def adopt(self, pid: int) -> bool:
         try:

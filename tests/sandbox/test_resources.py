@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from rie.sandbox import namespace
+from rie.sandbox import cgroups, namespace, supervisor
+from rie.sandbox.limits import quotas
 from rie.sandbox.policy import capabilities
 from rie.sandbox.supervisor import MemoryCgroup
 from rie.testing import InvokeResult, LambdaFunction, rie_arguments
@@ -222,6 +224,35 @@ def _runtime_pids(fn: LambdaFunction) -> list[int]:
         found += [int(p) for p in Path(procs).read_text().split()]
     assert found, "no runtime found"
     return found
+
+
+@needs_cpu
+@pytest.mark.skipif(
+    "memory" not in cgroups.own_paths(), reason="v1 hierarchies only (v2 has no `tasks` file)"
+)
+def test_a_runtime_joins_its_memory_cpu_and_pids_groups_itself_before_exec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # between fork and exec, through the `tasks` files MemoryCgroup.join_files names (moving the
+    # one thread the child has), not through rie adopting it afterwards
+    monkeypatch.setattr(supervisor, "_preexec_ok", True)
+    group = MemoryCgroup.create_shared(
+        f"pyrie-join-{os.getpid()}", quotas(512, os.cpu_count() or 1)
+    )
+    assert group is not None
+    try:
+        files = group.join_files
+        assert len(files) == len(group.procs_files) == 3  # memory, cpu and pids
+        assert all(f.endswith("/tasks") for f in files), files
+        setup = supervisor._child_setup(files)
+        out = subprocess.run(
+            ["cat", "/proc/self/cgroup"], preexec_fn=setup, capture_output=True, check=True
+        ).stdout.decode()
+        name = os.path.basename(group.path)
+        joined = [line for line in out.splitlines() if line.endswith("/" + name)]
+        assert len(joined) == len(files), out
+    finally:
+        group.remove()
 
 
 @needs_cpu
