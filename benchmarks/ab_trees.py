@@ -5,7 +5,8 @@ fresh every round (order reversed every other round, so a busy minute hurts both
 `runtime` client and the no-op handler, and measures: launch → "listening" and → first answer
 (lazy init), and their difference (the first invoke's cold start); the emulator's CPU per
 sequential invoke (schedstat; user and system from /proc/PID/stat); the invoke round trip's
-median; invocations/s and CPU per invoke with 8 keep-alive callers (`--max-concurrency 8`). Prints each round, then medians and per-round ratios.
+median; invocations/s and CPU per invoke with 8 keep-alive callers (`--max-concurrency 8`).
+Prints each round, then medians and per-round ratios.
 A tree is a checkout of the repository (e.g. `git archive COMMIT | tar -x -C /tmp/old`); the floor
 emulator runs from NEW_TREE.
 """
