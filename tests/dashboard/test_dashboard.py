@@ -123,6 +123,17 @@ def row(driver: Any, request_id: str) -> Any:
     return rows[0] if rows else False
 
 
+def invoked(driver: Any) -> Any:
+    """The invoke form's status element, once the invocation it sent has its answer."""
+    return wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, "invoke-status").get_attribute("data-state") == "done"
+            and d.find_element(By.ID, "invoke-status")
+        ),
+    )
+
+
 def cells(tr: Any) -> list[str]:
     return [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
 
@@ -304,13 +315,7 @@ def test_the_invoke_panel_runs_a_sample_event(browser: Any) -> None:
         lambda d: '"Records"' in d.find_element(By.ID, "invoke-event").get_attribute("value"),
     )
     browser.find_element(By.ID, "invoke-button").click()
-    status = wait(
-        browser,
-        lambda d: (
-            d.find_element(By.ID, "invoke-status").get_attribute("data-state") == "done"
-            and d.find_element(By.ID, "invoke-status")
-        ),
-    )
+    status = invoked(browser)
     assert status.text.startswith("200 · success")
     rid = status.get_attribute("data-request-id")
     answer = json.loads(browser.find_element(By.ID, "invoke-answer").text)
@@ -320,13 +325,7 @@ def test_the_invoke_panel_runs_a_sample_event(browser: Any) -> None:
 
     browser.find_element(By.CSS_SELECTOR, 'input[name="invoke-type"][value="Event"]').click()
     browser.find_element(By.ID, "invoke-button").click()
-    status = wait(
-        browser,
-        lambda d: (
-            d.find_element(By.ID, "invoke-status").get_attribute("data-state") == "done"
-            and d.find_element(By.ID, "invoke-status")
-        ),
-    )
+    status = invoked(browser)
     assert status.text.startswith("202")
     event_rid = status.get_attribute("data-request-id")
     tr = wait(browser, lambda d: row(d, event_rid))
